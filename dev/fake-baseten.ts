@@ -1,0 +1,310 @@
+/**
+ * A small in-memory fake of Baseten's management API (the API-key endpoints of
+ * /work/shared/baseten/management-api-keys.openapi.json) with fault injection.
+ * Used by `npm start`, the vitest globalSetup and the benchmarks.
+ *
+ * All state is per *tenant*, and the tenant is the management key itself: any key
+ * starting with `fake-mgmt-` is valid and gets its own state, so tests running in
+ * parallel against one shared server never see each other's keys, faults or calls.
+ * Tests drive it through the unauthenticated control API under `/__control/{tenant}/`.
+ *
+ * Run standalone: `npx node dev/fake-baseten.ts [--port 8788] [--host 127.0.0.1] [--latency ms]`.
+ */
+/// <reference types="node" />
+import { createServer } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import { randomInt } from "node:crypto";
+import { pathToFileURL } from "node:url";
+
+export type Op = "mint" | "list" | "revoke";
+export type FaultKind =
+  | "429" | "500" | "502" | "503" | "401" | "403" | "stall" | "refuse" | "malformed" | "empty"
+  | "lost_after_commit" | "malformed_after_commit" | "empty_after_commit";
+export interface Fault {
+  op: Op | "any";
+  kind: FaultKind;
+  count?: number;
+  retry_after?: number;
+  retry_after_header?: boolean;
+  stall_ms?: number;
+}
+export interface FakeBaseten { url: string; port: number; close(): Promise<void> }
+export interface FakeBasetenOptions { port?: number; host?: string; latencyMs?: number }
+
+interface KeyRecord {
+  prefix: string; name: string | null; type: string; model_ids: string[] | null;
+  team_id: string | null; created_at: string; revoked_at: string | null;
+}
+interface CallRecord { op: Op; method: string; path: string; status: number; at: string }
+interface Tenant {
+  keys: KeyRecord[];                   // creation order, revoked ones included
+  byPrefix: Map<string, KeyRecord>;
+  liveNames: Map<string, KeyRecord>;   // names are unique among non-revoked keys only
+  faults: Array<Fault & { left: number }>;
+  calls: CallRecord[];
+  counts: Record<Op, number>;
+  latencyMs: number | null;            // null: use the server-wide default
+}
+interface Result { status: number; body: unknown }
+
+const KEY_TYPES = ["PERSONAL", "WORKSPACE_MANAGE_ALL", "WORKSPACE_EXPORT_METRICS", "WORKSPACE_INVOKE"];
+const FAULT_KINDS: FaultKind[] = ["429", "500", "502", "503", "401", "403", "stall", "refuse", "malformed",
+  "empty", "lost_after_commit", "malformed_after_commit", "empty_after_commit"];
+const NAME_RE = /^[a-z0-9-]{1,128}$/;
+const LOWER = "abcdefghijklmnopqrstuvwxyz0123456789";
+const ALNUM = LOWER + "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+// Cut-off JSON per op, as a proxy or a crashing server would leave it.
+const TRUNCATED: Record<Op, string> = { mint: '{"api_key": ', list: '{"keys": [', revoke: '{"prefix": ' };
+const MAX_BODY = 1 << 20;
+
+const randomString = (alphabet: string, n: number): string =>
+  Array.from({ length: n }, () => alphabet[randomInt(alphabet.length)]).join("");
+const isObject = (v: unknown): v is Record<string, unknown> =>
+  typeof v === "object" && v !== null && !Array.isArray(v);
+const isStringArray = (v: unknown): v is string[] => Array.isArray(v) && v.every((s) => typeof s === "string");
+const isCount = (v: unknown) => v === undefined || (Number.isInteger(v) && (v as number) > 0);
+const isSeconds = (v: unknown) => v === undefined || (typeof v === "number" && Number.isFinite(v) && v >= 0);
+const safeDecode = (s: string): string | null => { try { return decodeURIComponent(s); } catch { return null; } };
+// Timers are unref'd so a closed server never keeps the process alive waiting on them.
+const delay = (ms: number) => ms > 0 ? new Promise<void>((r) => setTimeout(r, ms).unref()) : Promise.resolve();
+
+function send(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  sendRaw(res, status, JSON.stringify(body), headers);
+}
+function sendRaw(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+  if (res.destroyed || res.writableEnded) return; // client gave up or server closed meanwhile
+  res.writeHead(status, { "content-type": "application/json", ...headers });
+  res.end(text);
+}
+async function readBody(req: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY) throw new Error("body too large");
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+/** `Authorization: Api-Key <key>` (legacy) or `Bearer <key>`; only fake-mgmt-* keys are management keys. */
+function managementKey(header: string | undefined): string | null {
+  const m = /^(?:api-key|bearer)\s+(\S+)\s*$/i.exec(header ?? "");
+  return m?.[1]?.startsWith("fake-mgmt-") ? m[1] : null;
+}
+
+/** Shared by the API mint and the control API's "someone else made a key". */
+function createKey(t: Tenant, body: unknown, teamId: string | null, prefixes: Set<string>): Result {
+  if (!isObject(body)) return { status: 400, body: { error: "request body must be a JSON object" } };
+  const name = body.name ?? null, type = body.type, modelIds = body.model_ids ?? null;
+  if (typeof type !== "string" || !KEY_TYPES.includes(type))
+    return { status: 400, body: { error: `type must be one of ${KEY_TYPES.join(", ")}` } };
+  if (name !== null && (typeof name !== "string" || !NAME_RE.test(name)))
+    return { status: 400, body: { error: "name must match ^[a-z0-9-]{1,128}$" } };
+  if (modelIds !== null && !isStringArray(modelIds))
+    return { status: 400, body: { error: "model_ids must be an array of strings or null" } };
+  if (type === "WORKSPACE_INVOKE" && (modelIds === null || modelIds.length === 0))
+    return { status: 400, body: { error: "model_ids is required for WORKSPACE_INVOKE keys" } };
+  if (name !== null && t.liveNames.has(name)) return { status: 409, body: { error: "an API key with this name already exists" } };
+  let prefix: string;
+  do prefix = randomString(LOWER, 8); while (prefixes.has(prefix)); // unique across tenants and resets
+  prefixes.add(prefix);
+  const rec: KeyRecord = { prefix, name, type, model_ids: modelIds ? [...modelIds] : null, team_id: teamId,
+    created_at: new Date().toISOString(), revoked_at: null };
+  t.keys.push(rec);
+  t.byPrefix.set(prefix, rec);
+  if (name !== null) t.liveNames.set(name, rec);
+  return { status: 200, body: { api_key: `${prefix}.${randomString(ALNUM, 40)}` } };
+}
+
+function perform(t: Tenant, op: Op, param: string, raw: string, prefixes: Set<string>): Result {
+  if (op === "list") {
+    const keys = t.keys.filter((k) => k.revoked_at === null)
+      .map(({ prefix, name, type, model_ids }) => ({ prefix, name, type, model_ids, team_name: "fake-team" }));
+    return { status: 200, body: { keys } };
+  }
+  if (op === "revoke") {
+    const rec = t.byPrefix.get(param);
+    if (!rec || rec.revoked_at !== null) return { status: 404, body: { error: "API key not found" } };
+    rec.revoked_at = new Date().toISOString();
+    if (rec.name !== null) t.liveNames.delete(rec.name);
+    return { status: 200, body: { prefix: rec.prefix } };
+  }
+  let body: unknown;
+  try { body = JSON.parse(raw); } catch { return { status: 400, body: { error: "request body must be JSON" } }; }
+  return createKey(t, body, param, prefixes);
+}
+
+/** Map method + path to an op. Only the team mint endpoint mints, so a client using another path fails loudly. */
+function route(method: string, path: string): { op: Op; param: string } | { status: 404 | 405; allow?: string } {
+  let m = /^\/v1\/teams\/([^/]+)\/api_keys\/?$/.exec(path);
+  if (m) return method === "POST" ? param("mint", m[1]!) : { status: 405, allow: "POST" };
+  if (/^\/v1\/api_keys\/?$/.test(path)) return method === "GET" ? { op: "list", param: "" } : { status: 405, allow: "GET" };
+  m = /^\/v1\/api_keys\/([^/]+)\/?$/.exec(path);
+  if (m) return method === "DELETE" ? param("revoke", m[1]!) : { status: 405, allow: "DELETE" };
+  return { status: 404 };
+  function param(op: Op, raw: string) { const p = safeDecode(raw); return p ? { op, param: p } : { status: 404 as const }; }
+}
+
+function validFault(f: unknown): f is Fault {
+  return isObject(f) && ["mint", "list", "revoke", "any"].includes(f.op as string)
+    && FAULT_KINDS.includes(f.kind as FaultKind) && isCount(f.count) && isSeconds(f.retry_after)
+    && isSeconds(f.stall_ms) && (f.retry_after_header === undefined || typeof f.retry_after_header === "boolean");
+}
+
+export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBaseten> {
+  const host = opts.host ?? "127.0.0.1";
+  const defaultLatency = opts.latencyMs ?? 0;
+  const tenants = new Map<string, Tenant>();
+  const prefixes = new Set<string>();
+  const sockets = new Set<Socket>();
+
+  const tenant = (key: string): Tenant => {
+    let t = tenants.get(key);
+    if (!t) {
+      t = { keys: [], byPrefix: new Map(), liveNames: new Map(), faults: [], calls: [],
+        counts: { mint: 0, list: 0, revoke: 0 }, latencyMs: null };
+      tenants.set(key, t);
+    }
+    return t;
+  };
+
+  async function handleApi(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const r = route(req.method ?? "GET", path);
+    if ("status" in r) {
+      return r.status === 405 ? send(res, 405, { error: "method not allowed" }, { allow: r.allow! })
+        : send(res, 404, { error: "not found" });
+    }
+    const key = managementKey(req.headers.authorization);
+    if (!key) { await delay(defaultLatency); return send(res, 401, { error: "invalid API key" }); }
+    const t = tenant(key);
+    // Record on arrival (status 0 until answered) so counts include calls whose answer never came.
+    const call: CallRecord = { op: r.op, method: req.method!, path, status: 0, at: new Date().toISOString() };
+    t.calls.push(call);
+    t.counts[r.op]++;
+    // Faults are taken in arrival order: the first queued fault whose op matches.
+    const i = t.faults.findIndex((f) => f.op === r.op || f.op === "any");
+    const fault = i < 0 ? undefined : t.faults[i]!;
+    if (fault && --fault.left === 0) t.faults.splice(i, 1);
+
+    if (fault?.kind === "refuse") { // connection reset before anything is read or answered
+      const s = req.socket;
+      return void (typeof s.resetAndDestroy === "function" ? s.resetAndDestroy() : s.destroy());
+    }
+    const raw = await readBody(req);
+    const answer = (status: number, body: unknown, headers?: Record<string, string>) => {
+      call.status = status; send(res, status, body, headers);
+    };
+    const answerRaw = (text: string) => { call.status = 200; sendRaw(res, 200, text); };
+
+    if (fault?.kind === "stall") { // request accepted; hold the socket open, answer nothing, then drop it
+      const timer = setTimeout(() => req.socket.destroy(), fault.stall_ms ?? 60_000).unref();
+      req.socket.once("close", () => clearTimeout(timer));
+      return;
+    }
+    await delay(t.latencyMs ?? defaultLatency);
+    switch (fault?.kind) {
+      case "429": {
+        const retry = fault.retry_after;
+        const headers: Record<string, string> = fault.retry_after_header ? { "retry-after": String(retry ?? 1) } : {};
+        return answer(429, retry === undefined ? { error: "rate limited" } : { error: "rate limited", retry_after: retry }, headers);
+      }
+      case "500": case "502": case "503": return answer(Number(fault.kind), { error: "internal error" });
+      case "401": return answer(401, { error: "invalid API key" });
+      case "403": return answer(403, { error: "permission denied" });
+      case "malformed": return answerRaw(TRUNCATED[r.op]); // op NOT performed
+      case "empty": return answerRaw("");
+    }
+    const result = perform(t, r.op, r.param, raw, prefixes);
+    switch (fault?.kind) {
+      case "lost_after_commit": return void req.socket.destroy();
+      case "malformed_after_commit": return answerRaw(TRUNCATED[r.op]);
+      case "empty_after_commit": return answer(200, {});
+      default: return answer(result.status, result.body);
+    }
+  }
+
+  async function handleControl(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const parts = path.split("/").slice(2); // ["", "__control", ...]
+    const method = req.method ?? "GET";
+    if (parts.length === 1 && parts[0] === "health") return send(res, 200, { ok: true });
+    const name = parts.length === 2 ? safeDecode(parts[0]!) : null;
+    if (!name) return send(res, 404, { error: "not found" });
+    const what = parts[1]!;
+    const body = method === "POST" ? await readBody(req) : "";
+    let json: unknown = {};
+    if (body !== "") { try { json = JSON.parse(body); } catch { return send(res, 400, { error: "body must be JSON" }); } }
+    const t = tenant(name);
+    switch (`${method} ${what}`) {
+      case "POST faults": {
+        const faults = isObject(json) ? json.faults : undefined;
+        if (!Array.isArray(faults) || !faults.every(validFault)) return send(res, 400, { error: "invalid faults" });
+        for (const f of faults) t.faults.push({ ...f, left: f.count ?? 1 });
+        return send(res, 200, { queued: faults.length });
+      }
+      case "GET faults": return send(res, 200, { faults: t.faults.map(({ left, ...f }) => ({ ...f, count: left })) });
+      case "DELETE faults": {
+        const cleared = t.faults.length;
+        t.faults = [];
+        return send(res, 200, { cleared });
+      }
+      case "GET keys": return send(res, 200, { keys: t.keys });
+      case "POST keys": {
+        const input = isObject(json) ? { type: "WORKSPACE_INVOKE", ...json } : json;
+        const result = createKey(t, input, "control", prefixes);
+        return send(res, result.status, result.body);
+      }
+      case "GET calls": return send(res, 200, { calls: t.calls, counts: t.counts });
+      case "POST latency": {
+        const ms = isObject(json) ? json.ms : undefined;
+        if (typeof ms !== "number" || !Number.isFinite(ms) || ms < 0) return send(res, 400, { error: "ms must be a number >= 0" });
+        t.latencyMs = ms;
+        return send(res, 200, { ms });
+      }
+      case "POST reset": tenants.delete(name); return send(res, 200, { ok: true });
+    }
+    const known = ["faults", "keys", "calls", "latency", "reset"].includes(what);
+    return send(res, known ? 405 : 404, { error: known ? "method not allowed" : "not found" });
+  }
+
+  const server = createServer((req, res) => {
+    const path = new URL(req.url ?? "/", "http://fake").pathname;
+    const handler = path.startsWith("/__control/") ? handleControl : handleApi;
+    handler(req, res, path).catch((err: unknown) => {
+      // A body read that failed (client vanished, body too large) or a bug: answer if we still can.
+      if (!res.headersSent) send(res, 400, { error: `fake-baseten: ${String(err)}` });
+      else res.destroy();
+    });
+  });
+  server.on("connection", (s) => { sockets.add(s); s.once("close", () => sockets.delete(s)); });
+
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port ?? 8788, host, () => {
+      const addr = server.address();
+      const port = typeof addr === "object" && addr ? addr.port : opts.port ?? 8788;
+      const url = `http://${host.includes(":") ? `[${host}]` : host}:${port}`;
+      resolve({
+        url, port,
+        // Destroy every socket (stalled ones included) so close() never waits on a client.
+        close: () => new Promise<void>((done) => { server.close(() => done()); for (const s of sockets) s.destroy(); }),
+      });
+    });
+  });
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  const arg = (flag: string): string | undefined => {
+    const i = process.argv.findIndex((a) => a === flag || a.startsWith(`${flag}=`));
+    if (i < 0) return undefined;
+    const a = process.argv[i]!;
+    return a.includes("=") ? a.slice(a.indexOf("=") + 1) : process.argv[i + 1];
+  };
+  const fake = await startFakeBaseten({
+    port: Number(arg("--port") ?? 8788), host: arg("--host") ?? "127.0.0.1", latencyMs: Number(arg("--latency") ?? 0),
+  });
+  console.log(`fake-baseten listening on ${fake.url}`);
+  const stop = () => { void fake.close().then(() => process.exit(0)); };
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
+}

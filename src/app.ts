@@ -1,0 +1,53 @@
+/**
+ * The HTTP application: routes, the config gate and error formatting, wired once.
+ * Middleware that returns nothing passes the request on; one that returns a Response ends it.
+ */
+import { type IRequest, Router } from "itty-router";
+import { type Config, loadConfig } from "./config.ts";
+import type { Env } from "./env.ts";
+import { errorResponse, fail } from "./http.ts";
+import { health } from "./routes/health.ts";
+import { getKey, listKeys } from "./routes/keys.ts";
+
+export interface AppOptions {
+  /** Milliseconds since the epoch; tests move it. */
+  clock?: () => number;
+}
+
+type Args = [Env, ExecutionContext];
+type Handler = (request: IRequest, env: Env, config: Config, now: number, ctx: ExecutionContext) => Promise<Response> | Response;
+
+/** The routes and the methods they allow (405 + Allow for any other method). */
+const ROUTES: { pattern: RegExp; allow: string }[] = [
+  { pattern: /^\/healthz$/, allow: "GET" },
+  { pattern: /^\/v1\/keys$/, allow: "GET" },
+  { pattern: /^\/v1\/keys\/[^/]+$/, allow: "GET" },
+  { pattern: /^\/v1\/webhooks\/rotate$/, allow: "POST" },
+  { pattern: /^\/v1\/admin\/rotate\/[^/]+$/, allow: "POST" },
+  { pattern: /^\/v1\/admin\/status$/, allow: "GET" },
+];
+
+export function createApp(options: AppOptions = {}) {
+  const clock = options.clock ?? Date.now;
+  /** Every route but /healthz fails closed on an invalid configuration. */
+  const withConfig =
+    (handler: Handler) =>
+    (request: IRequest, env: Env, ctx: ExecutionContext): Promise<Response> | Response => {
+      const result = loadConfig(env);
+      if (!result.ok) fail(503, "config_invalid", `the configuration is invalid: ${result.problems.length} problem(s); see /healthz`);
+      return handler(request, env, result.config, clock(), ctx);
+    };
+
+  const router = Router<IRequest, Args>({ catch: errorResponse });
+  router
+    .get("/healthz", (request, env) => health(request, env))
+    .get("/v1/keys", withConfig((request, env, config, now) => listKeys(request, env, config, now)))
+    .get("/v1/keys/:set", withConfig((request, env, config, now) => getKey(request as IRequest & { params: Record<string, string> }, env, config, now)))
+    .all("*", (request) => {
+      const path = new URL(request.url).pathname;
+      const route = ROUTES.find((r) => r.pattern.test(path));
+      if (route) fail(405, "method_not_allowed", `use ${route.allow}`, { allow: route.allow });
+      fail(404, "not_found", "no such route");
+    });
+  return { fetch: (request: Request, env: Env, ctx: ExecutionContext) => router.fetch(request, env, ctx) as Promise<Response> };
+}

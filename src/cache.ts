@@ -1,0 +1,101 @@
+/**
+ * The read path's caches: KV (shared, eventually consistent) and a few seconds of
+ * isolate memory. D1 stays the source of truth; a miss falls back to it.
+ *
+ * KV schema — key `key:<set>`:
+ *   value    JSON CachedEntry: the current key's times and ids, the key itself only as
+ *            the same AES-GCM ciphertext D1 holds (AAD "<set>:<generation>")
+ *   metadata { g: generation } so the cron can compare every set's cache with D1 in one list call
+ */
+import { open } from "./crypto.ts";
+import { type CurrentKey, KV_STALENESS_MS, MEMORY_TTL_MS } from "./document.ts";
+
+export interface CachedEntry {
+  v: 1;
+  model_set: string;
+  model_ids: string[];
+  generation: number;
+  created_at: number;
+  refresh_at: number;
+  expires_at: number;
+  overlap_ms: number;
+  /** base64(iv || AES-256-GCM(api_key)) */
+  ct: string;
+}
+
+export interface CacheMetadata {
+  g: number;
+}
+
+export const kvKey = (set: string) => `key:${set}`;
+const KV_PREFIX = "key:";
+
+export async function decryptEntry(encryptionKey: string, entry: CachedEntry): Promise<CurrentKey> {
+  const { ct, v: _v, ...rest } = entry;
+  return { ...rest, api_key: await open(encryptionKey, ct, `${entry.model_set}:${entry.generation}`) };
+}
+
+export async function writeCache(kv: KVNamespace, entry: CachedEntry): Promise<void> {
+  memoryOf(kv).delete(entry.model_set);
+  await kv.put(kvKey(entry.model_set), JSON.stringify(entry), { metadata: { g: entry.generation } satisfies CacheMetadata });
+}
+
+export async function dropCache(kv: KVNamespace, set: string): Promise<void> {
+  memoryOf(kv).delete(set);
+  await kv.delete(kvKey(set));
+}
+
+/** The generation the cache holds for a set as this location sees it now (no edge cache). */
+export async function cachedGeneration(kv: KVNamespace, set: string): Promise<number | null> {
+  const { metadata } = await kv.getWithMetadata<CacheMetadata>(kvKey(set), { type: "stream" });
+  return typeof metadata?.g === "number" ? metadata.g : null;
+}
+
+/** Every set's cached generation, from KV's list (one call per 1000 sets). */
+export async function cachedGenerations(kv: KVNamespace): Promise<Map<string, number>> {
+  const out = new Map<string, number>();
+  let cursor: string | undefined;
+  do {
+    const page: KVNamespaceListResult<CacheMetadata> = await kv.list<CacheMetadata>({ prefix: KV_PREFIX, cursor });
+    for (const k of page.keys) if (typeof k.metadata?.g === "number") out.set(k.name.slice(KV_PREFIX.length), k.metadata.g);
+    cursor = page.list_complete ? undefined : page.cursor;
+  } while (cursor);
+  return out;
+}
+
+// --- isolate memory ------------------------------------------------------------------
+// A few seconds of memory take KV off the hot path entirely for busy sets. The staleness
+// this adds is part of MAX_STALENESS_MS, which bounds every promise (document.ts).
+// Keyed by the KV binding so two environments in one isolate (tests) never share entries.
+type Memory = Map<string, { key: CurrentKey; until: number }>;
+const memories = new WeakMap<KVNamespace, Memory>();
+const MEMORY_MAX_ENTRIES = 1_000;
+
+function memoryOf(kv: KVNamespace): Memory {
+  let m = memories.get(kv);
+  if (!m) memories.set(kv, (m = new Map()));
+  return m;
+}
+
+export function forgetInMemory(kv: KVNamespace, set?: string): void {
+  if (set === undefined) memoryOf(kv).clear();
+  else memoryOf(kv).delete(set);
+}
+
+/** The current key of a set from memory or KV, or null on a miss. Throws if KV fails. */
+export async function readCachedKey(kv: KVNamespace, encryptionKey: string, set: string, now: number): Promise<CurrentKey | null> {
+  const memory = memoryOf(kv);
+  const hit = memory.get(set);
+  if (hit && hit.until > now) return hit.key;
+  const entry = await kv.get<CachedEntry>(kvKey(set), { type: "json", cacheTtl: KV_STALENESS_MS / 1000 });
+  if (!entry) return null;
+  const key = await decryptEntry(encryptionKey, entry);
+  remember(kv, key, now);
+  return key;
+}
+
+export function remember(kv: KVNamespace, key: CurrentKey, now: number): void {
+  const memory = memoryOf(kv);
+  if (memory.size >= MEMORY_MAX_ENTRIES) memory.clear();
+  memory.set(key.model_set, { key, until: now + MEMORY_TTL_MS });
+}

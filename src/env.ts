@@ -1,0 +1,32 @@
+/**
+ * Bindings, vars and secrets the worker reads. Vars may arrive as strings (`--var`,
+ * `.dev.vars`, dashboard) or, for MODEL_SETS/CONSUMERS/EVENT_WEBHOOKS, as TOML tables.
+ */
+export interface Env {
+  DB: D1Database;
+  KEYS: KVNamespace;
+  /** Optional queue for the cron's fan-out (see README, "Scale"). */
+  ROTATIONS?: Queue<RotationMessage>;
+
+  BASETEN_API_BASE?: string;
+  BASETEN_TEAM_ID?: string;
+  MODEL_SETS?: unknown;
+  CONSUMERS?: unknown;
+  EVENT_WEBHOOKS?: unknown;
+  /** Tuning knobs (extensions of the contract, documented in the README). */
+  BASETEN_TIMEOUT_MS?: string;
+  BASETEN_MAX_ATTEMPTS?: string;
+  BASETEN_CONCURRENCY?: string;
+  INLINE_ROTATION_BUDGET?: string;
+
+  BASETEN_API_KEY?: string;
+  ENCRYPTION_KEY?: string;
+  WEBHOOK_SECRET?: string;
+  ADMIN_TOKEN?: string;
+}
+
+/** One queued cron rotation: the set to run, and the tick that asked for it. */
+export interface RotationMessage {
+  model_set: string;
+  tick_at: number;
+}

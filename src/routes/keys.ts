@@ -1,0 +1,59 @@
+/**
+ * The read path: GET /v1/keys/{set} and GET /v1/keys. Memory, then KV, then D1 on a miss;
+ * the document is built per request by the promise rule (document.ts).
+ */
+import { authenticateConsumer } from "../auth.ts";
+import { decryptEntry, readCachedKey, remember } from "../cache.ts";
+import type { Config } from "../config.ts";
+import { type CurrentKey, keyDocument, nextAttempt } from "../document.ts";
+import type { Env } from "../env.ts";
+import { NO_STORE, fail, json } from "../http.ts";
+import { currentRow } from "../ledger.ts";
+import { log } from "../log.ts";
+import { errorText } from "../rotation.ts";
+
+async function currentKey(env: Env, config: Config, set: string, now: number): Promise<CurrentKey | null> {
+  try {
+    const cached = await readCachedKey(env.KEYS, config.encryptionKey, set, now);
+    if (cached) return cached;
+  } catch (err) {
+    // KV down or an unreadable entry: D1 is the source of truth, serve from it.
+    log("warn", "cache.read_failed", { model_set: set, error: errorText(err) });
+  }
+  const row = await currentRow(env.DB, set);
+  if (!row) return null;
+  // No write-back to KV here: only the rotation engine writes the cache, under the set's
+  // lease, so a slow reader can never put an older generation back over a newer one.
+  const key = await decryptEntry(config.encryptionKey, {
+    v: 1,
+    model_set: set,
+    model_ids: JSON.parse(row.model_ids) as string[],
+    generation: row.generation,
+    created_at: row.created_at,
+    refresh_at: row.refresh_at,
+    expires_at: row.expires_at,
+    overlap_ms: row.overlap_ms,
+    ct: row.ciphertext,
+  });
+  remember(env.KEYS, key, now);
+  return key;
+}
+
+export async function getKey(request: Request & { params: Record<string, string> }, env: Env, config: Config, now: number): Promise<Response> {
+  const consumer = await authenticateConsumer(request, config);
+  const set = request.params.set!;
+  if (!config.sets.has(set)) fail(404, "unknown_model_set", "no such model set");
+  if (!consumer.modelSets.includes(set)) fail(403, "forbidden", "this token is not granted that model set");
+  const key = await currentKey(env, config, set, now);
+  if (!key) {
+    const retryAfter = Math.max(1, Math.ceil((nextAttempt(now) - now) / 1000));
+    fail(503, "no_key_yet", "no key has been minted for this set yet", { "retry-after": String(retryAfter) });
+  }
+  return json(keyDocument(key, now), 200, NO_STORE);
+}
+
+export async function listKeys(request: Request, env: Env, config: Config, now: number): Promise<Response> {
+  const consumer = await authenticateConsumer(request, config);
+  const keys = await Promise.all(consumer.modelSets.map((set) => currentKey(env, config, set, now)));
+  return json({ keys: keys.filter((k): k is CurrentKey => k !== null).map((k) => keyDocument(k, now)) }, 200, NO_STORE);
+}

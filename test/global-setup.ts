@@ -1,0 +1,21 @@
+/**
+ * vitest globalSetup: runs in Node (not workerd), starts one fake Baseten on an ephemeral
+ * port for the whole run and hands its URL to the tests through `inject("basetenUrl")`.
+ * Tests isolate themselves by using their own management key (tenant), see test/helpers/fake.ts.
+ */
+import type { TestProject } from "vitest/node";
+import { startFakeBaseten } from "../dev/fake-baseten.ts";
+
+export default async function setup(project: TestProject) {
+  const fake = await startFakeBaseten({ port: 0 });
+  project.provide("basetenUrl", fake.url);
+  return async () => {
+    await fake.close();
+  };
+}
+
+declare module "vitest" {
+  export interface ProvidedContext {
+    basetenUrl: string;
+  }
+}

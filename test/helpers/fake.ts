@@ -1,0 +1,92 @@
+/**
+ * Typed access to the fake Baseten's control API (dev/fake-baseten.ts) for tests running
+ * inside workerd: global `fetch` only, no Node imports.
+ *
+ *   const fake = fakeTenant(inject("basetenUrl"));
+ *   // use fake.key as BASETEN_API_KEY; every tenant has its own keys, faults and calls
+ *   await fake.fault({ op: "mint", kind: "503", count: 2 });
+ */
+export type FakeOp = "mint" | "list" | "revoke";
+export type FakeKeyType = "PERSONAL" | "WORKSPACE_MANAGE_ALL" | "WORKSPACE_EXPORT_METRICS" | "WORKSPACE_INVOKE";
+export type FaultKind =
+  | "429" | "500" | "502" | "503" | "401" | "403" | "stall" | "refuse" | "malformed" | "empty"
+  | "lost_after_commit" | "malformed_after_commit" | "empty_after_commit";
+
+export interface Fault {
+  op: FakeOp | "any";
+  kind: FaultKind;
+  /** How many matching requests this fault hits (default 1). */
+  count?: number;
+  /** For 429: `retry_after` seconds in the body (omitted from the body when not given). */
+  retry_after?: number;
+  /** For 429: also send a `Retry-After` header (value retry_after, or 1). */
+  retry_after_header?: boolean;
+  /** For "stall": how long the socket is held before it is dropped (default 60000). */
+  stall_ms?: number;
+}
+
+/** Every key the tenant ever had, revoked ones included (never the secret). */
+export interface FakeKey {
+  prefix: string;
+  name: string | null;
+  type: FakeKeyType;
+  model_ids: string[] | null;
+  /** Team id from the mint path; "control" for keys made through createKey(). */
+  team_id: string | null;
+  created_at: string;
+  revoked_at: string | null;
+}
+
+export interface FakeCall {
+  op: FakeOp;
+  method: string;
+  path: string;
+  /** HTTP status answered; 0 while unanswered or when dropped (stall, refuse, lost_after_commit). */
+  status: number;
+  /** Arrival time, ISO 8601. */
+  at: string;
+}
+
+export interface FakeTenant {
+  /** The management key ("fake-mgmt-<random>"); it is also the tenant id. */
+  key: string;
+  keys(): Promise<FakeKey[]>;
+  /** Keys not revoked, i.e. what Baseten's list call would return. */
+  liveKeys(): Promise<FakeKey[]>;
+  calls(): Promise<{ calls: FakeCall[]; counts: Record<string, number> }>;
+  fault(...faults: Fault[]): Promise<void>;
+  clearFaults(): Promise<void>;
+  latency(ms: number): Promise<void>;
+  reset(): Promise<void>;
+  /** Make a key as if someone else had (default type WORKSPACE_INVOKE); returns "<prefix>.<secret>". */
+  createKey(name: string, model_ids: string[], type?: FakeKeyType): Promise<string>;
+}
+
+export function fakeTenant(baseUrl: string, tenant?: string): FakeTenant {
+  const key = tenant ?? `fake-mgmt-${crypto.randomUUID()}`;
+  const base = `${baseUrl.replace(/\/+$/, "")}/__control/${encodeURIComponent(key)}`;
+
+  async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await fetch(`${base}/${path}`, {
+      method,
+      headers: body === undefined ? {} : { "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const text = await res.text();
+    if (!res.ok) throw new Error(`fake-baseten ${method} ${path}: ${res.status} ${text}`);
+    return JSON.parse(text) as T;
+  }
+
+  return {
+    key,
+    keys: async () => (await call<{ keys: FakeKey[] }>("GET", "keys")).keys,
+    liveKeys: async () => (await call<{ keys: FakeKey[] }>("GET", "keys")).keys.filter((k) => k.revoked_at === null),
+    calls: () => call("GET", "calls"),
+    fault: async (...faults) => { await call("POST", "faults", { faults }); },
+    clearFaults: async () => { await call("DELETE", "faults"); },
+    latency: async (ms) => { await call("POST", "latency", { ms }); },
+    reset: async () => { await call("POST", "reset"); },
+    createKey: async (name, model_ids, type = "WORKSPACE_INVOKE") =>
+      (await call<{ api_key: string }>("POST", "keys", { name, model_ids, type })).api_key,
+  };
+}
