@@ -8,6 +8,12 @@
  * parallel against one shared server never see each other's keys, faults or calls.
  * Tests drive it through the unauthenticated control API under `/__control/{tenant}/`.
  *
+ * It also hosts an *event sink* for the worker's outbound event webhooks (EVENT_WEBHOOKS):
+ * `POST /__sink/{tenant}` records the raw body and headers of each delivery attempt and answers
+ * `?status=` (default 204) after `?delay_ms=` (default 0), or 500 for the first `?fail_first=`
+ * attempts; `GET /__control/{tenant}/sink` returns what was recorded. Tests verify signatures
+ * themselves: the sink checks nothing.
+ *
  * Run standalone: `npx node dev/fake-baseten.ts [--port 8788] [--host 127.0.0.1] [--latency ms]`.
  */
 /// <reference types="node" />
@@ -37,6 +43,7 @@ interface KeyRecord {
   team_id: string | null; created_at: string; revoked_at: string | null;
 }
 interface CallRecord { op: Op; method: string; path: string; status: number; at: string }
+interface SinkRecord { at: string; status: number; headers: Record<string, string>; body: string }
 interface Tenant {
   keys: KeyRecord[];                   // creation order, revoked ones included
   byPrefix: Map<string, KeyRecord>;
@@ -45,6 +52,7 @@ interface Tenant {
   calls: CallRecord[];
   counts: Record<Op, number>;
   latencyMs: number | null;            // null: use the server-wide default
+  sink: SinkRecord[];                  // event deliveries received, every attempt
 }
 interface Result { status: number; body: unknown }
 
@@ -163,7 +171,7 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
     let t = tenants.get(key);
     if (!t) {
       t = { keys: [], byPrefix: new Map(), liveNames: new Map(), faults: [], calls: [],
-        counts: { mint: 0, list: 0, revoke: 0 }, latencyMs: null };
+        counts: { mint: 0, list: 0, revoke: 0 }, latencyMs: null, sink: [] };
       tenants.set(key, t);
     }
     return t;
@@ -262,14 +270,34 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
         return send(res, 200, { ms });
       }
       case "POST reset": tenants.delete(name); return send(res, 200, { ok: true });
+      case "GET sink": return send(res, 200, { deliveries: t.sink });
+      case "DELETE sink": t.sink = []; return send(res, 200, { ok: true });
     }
-    const known = ["faults", "keys", "calls", "latency", "reset"].includes(what);
+    const known = ["faults", "keys", "calls", "latency", "reset", "sink"].includes(what);
     return send(res, known ? 405 : 404, { error: known ? "method not allowed" : "not found" });
+  }
+
+  /** The event sink: records the attempt as received, then answers as the query asks. */
+  async function handleSink(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const name = safeDecode(path.slice("/__sink/".length));
+    if (!name || name.includes("/")) return send(res, 404, { error: "not found" });
+    if (req.method !== "POST") return send(res, 405, { error: "method not allowed" }, { allow: "POST" });
+    const query = new URL(req.url ?? "/", "http://fake").searchParams;
+    const t = tenant(name);
+    const body = await readBody(req);
+    const failFirst = Number(query.get("fail_first") ?? 0);
+    const status = t.sink.length < failFirst ? 500 : Number(query.get("status") ?? 204);
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === "string") headers[k] = v;
+    t.sink.push({ at: new Date().toISOString(), status, headers, body });
+    await delay(Number(query.get("delay_ms") ?? 0));
+    if (status === 204) { if (!res.destroyed) { res.writeHead(204); res.end(); } return; }
+    return send(res, status, { received: status < 300 });
   }
 
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://fake").pathname;
-    const handler = path.startsWith("/__control/") ? handleControl : handleApi;
+    const handler = path.startsWith("/__control/") ? handleControl : path.startsWith("/__sink/") ? handleSink : handleApi;
     handler(req, res, path).catch((err: unknown) => {
       // A body read that failed (client vanished, body too large) or a bug: answer if we still can.
       if (!res.headersSent) send(res, 400, { error: `fake-baseten: ${String(err)}` });

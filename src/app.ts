@@ -6,8 +6,10 @@ import { type IRequest, Router } from "itty-router";
 import { type Config, loadConfig } from "./config.ts";
 import type { Env } from "./env.ts";
 import { errorResponse, fail } from "./http.ts";
+import { adminRotate, adminStatus } from "./routes/admin.ts";
 import { health } from "./routes/health.ts";
 import { getKey, listKeys } from "./routes/keys.ts";
+import { rotationWebhook } from "./routes/webhooks.ts";
 
 export interface AppOptions {
   /** Milliseconds since the epoch; tests move it. */
@@ -43,6 +45,10 @@ export function createApp(options: AppOptions = {}) {
     .get("/healthz", (request, env) => health(request, env))
     .get("/v1/keys", withConfig((request, env, config, now) => listKeys(request, env, config, now)))
     .get("/v1/keys/:set", withConfig((request, env, config, now) => getKey(request as IRequest & { params: Record<string, string> }, env, config, now)))
+    .post("/v1/webhooks/rotate", withConfig((request, env, config, _now, ctx) => rotationWebhook(request, { env, config, ctx, clock })))
+    .post("/v1/admin/rotate/:set", withConfig((request, env, config, _now, ctx) => adminRotate(request as IRequest & { params: Record<string, string> }, { env, config, ctx, clock })))
+    // Not behind the config gate: it authenticates with ADMIN_TOKEN alone and reports the config problems.
+    .get("/v1/admin/status", (request, env) => adminStatus(request, env))
     .all("*", (request) => {
       const path = new URL(request.url).pathname;
       const route = ROUTES.find((r) => r.pattern.test(path));

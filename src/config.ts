@@ -134,7 +134,7 @@ function parseSets(raw: Record<string, unknown>, problems: string[]): Map<string
   return sets;
 }
 
-function parseConsumers(raw: Record<string, unknown>, setIds: Set<string>, problems: string[]): ConsumerConfig[] {
+function parseConsumers(raw: Record<string, unknown>, setIds: Set<string> | null, problems: string[]): ConsumerConfig[] {
   const consumers: ConsumerConfig[] = [];
   const seenHashes = new Map<string, string>();
   for (const [name, entry] of Object.entries(raw)) {
@@ -157,7 +157,7 @@ function parseConsumers(raw: Record<string, unknown>, setIds: Set<string>, probl
     else seenHashes.set(hash, name);
     const grants = e.model_sets;
     if (!Array.isArray(grants) || !grants.every((s) => typeof s === "string")) bad("model_sets must be an array of set ids");
-    else for (const s of grants as string[]) if (!setIds.has(s)) bad(`model_sets names "${s}", which is not in MODEL_SETS`);
+    else if (setIds) for (const s of grants as string[]) if (!setIds.has(s)) bad(`model_sets names "${s}", which is not in MODEL_SETS`);
     if (ok) consumers.push({ name, tokenSha256: hash as string, modelSets: [...new Set(grants as string[])] });
   }
   return consumers;
@@ -255,8 +255,8 @@ export function parseConfig(env: Env): ConfigResult {
   const rawSets = parseObjectVar("MODEL_SETS", env.MODEL_SETS, problems, true);
   const sets = rawSets ? parseSets(rawSets, problems) : new Map<string, ModelSetConfig>();
   // Consumers are checked against every *named* set, valid or not, so one bad set
-  // does not also report every consumer that grants it.
-  const namedSets = new Set(rawSets ? Object.keys(rawSets) : []);
+  // does not also report every consumer that grants it (nor an unreadable MODEL_SETS).
+  const namedSets = rawSets ? new Set(Object.keys(rawSets)) : null;
   const rawConsumers = parseObjectVar("CONSUMERS", env.CONSUMERS, problems, true);
   const consumers = rawConsumers ? parseConsumers(rawConsumers, namedSets, problems) : [];
   const events = parseEvents(env.EVENT_WEBHOOKS, problems);

@@ -3,7 +3,9 @@ import { createApp } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { tick } from "./cron.ts";
 import type { Env, RotationMessage } from "./env.ts";
+import { dispatchRunEvents } from "./events.ts";
 import { log } from "./log.ts";
+import { consumeDeadLetters, consumeRotations, isDeadLetterQueue } from "./queue.ts";
 import { createEngine } from "./rotation.ts";
 
 const app = createApp();
@@ -17,7 +19,20 @@ export default {
       log("error", "config_invalid", { problems: result.problems, cron: controller.cron });
       return;
     }
-    ctx.waitUntil(Promise.resolve());
-    await tick(createEngine(result.config, env), env.ROTATIONS);
+    const summary = await tick(createEngine(result.config, env), env.ROTATIONS);
+    // Events go out after the tick, through waitUntil: a slow receiver never holds up a rotation.
+    dispatchRunEvents(result.config, env.DB, summary.results, ctx);
+  },
+
+  async queue(batch, env, ctx) {
+    if (isDeadLetterQueue(batch.queue)) return consumeDeadLetters(batch);
+    const result = loadConfig(env);
+    if (!result.ok) {
+      // Like the cron: rotate nothing. The messages are stale by the fix; the next tick re-plans.
+      log("error", "config_invalid", { problems: result.problems, queue: batch.queue });
+      return batch.ackAll();
+    }
+    const results = await consumeRotations(createEngine(result.config, env), batch);
+    dispatchRunEvents(result.config, env.DB, results, ctx);
   },
 } satisfies ExportedHandler<Env, RotationMessage>;

@@ -214,3 +214,97 @@ export async function setStatuses(db: D1Database): Promise<SetStatusRow[]> {
   const { results } = await db.prepare("SELECT model_set, last_trigger, last_outcome, last_error, last_run_at FROM sets ORDER BY model_set").all<SetStatusRow>();
   return results;
 }
+
+// --- inbound webhook receipts (idempotency by webhook-id) ------------------------------
+// A row is first a *claim* (status 0, empty body) taken before any work, so two deliveries
+// of one id can never both run; it then becomes the final answer (2xx/400/404) or is
+// deleted (409/5xx: the sender's retry is processed anew). A claim left by a request that
+// died frees itself after `staleMs`.
+
+export type ReceiptClaim =
+  | { kind: "claimed" }
+  | { kind: "stored"; status: number; body: string }
+  | { kind: "in_progress"; since: number };
+
+export async function claimReceipt(db: D1Database, webhookId: string, now: number, staleMs: number): Promise<ReceiptClaim> {
+  const [claim, read] = await db.batch([
+    db
+      .prepare(
+        `INSERT INTO webhook_receipts (webhook_id, status, body, received_at) VALUES (?1, 0, '', ?2)
+         ON CONFLICT (webhook_id) DO UPDATE SET received_at = excluded.received_at
+         WHERE webhook_receipts.status = 0 AND webhook_receipts.received_at <= ?3`,
+      )
+      .bind(webhookId, now, now - staleMs),
+    db.prepare("SELECT status, body, received_at FROM webhook_receipts WHERE webhook_id = ?1").bind(webhookId),
+  ]);
+  if ((claim!.meta.changes ?? 0) > 0) return { kind: "claimed" };
+  const row = read!.results[0] as { status: number; body: string; received_at: number } | undefined;
+  if (row && row.status !== 0) return { kind: "stored", status: row.status, body: row.body };
+  return { kind: "in_progress", since: row?.received_at ?? now };
+}
+
+/** Turns this request's claim into the final answer, and prunes a few receipts older than `pruneBefore`. */
+export async function storeReceipt(db: D1Database, webhookId: string, claimedAt: number, status: number, body: string, pruneBefore: number): Promise<void> {
+  await db.batch([
+    db.prepare("UPDATE webhook_receipts SET status = ?2, body = ?3 WHERE webhook_id = ?1 AND status = 0 AND received_at = ?4").bind(webhookId, status, body, claimedAt),
+    // Bounded work per insert, and more than one row per insert, so the table drains itself.
+    db
+      .prepare("DELETE FROM webhook_receipts WHERE webhook_id IN (SELECT webhook_id FROM webhook_receipts WHERE received_at < ?1 ORDER BY received_at LIMIT 10)")
+      .bind(pruneBefore),
+  ]);
+}
+
+/** Drops this request's claim: the answer was not final, a retry of the id must run again. */
+export async function releaseReceipt(db: D1Database, webhookId: string, claimedAt: number): Promise<void> {
+  await db.prepare("DELETE FROM webhook_receipts WHERE webhook_id = ?1 AND status = 0 AND received_at = ?2").bind(webhookId, claimedAt).run();
+}
+
+// --- outbound event deliveries (migrations/0002_event_deliveries.sql) -------------------
+
+export interface DeliveryFailure {
+  subscriber: string;
+  origin: string;
+  at: number;
+  eventId: string;
+  eventType: string;
+  modelSet: string;
+  generation: number | null;
+  attempts: number;
+  error: string;
+}
+
+export async function recordDeliveryFailure(db: D1Database, f: DeliveryFailure): Promise<void> {
+  await db
+    .prepare(
+      `INSERT INTO event_deliveries (subscriber, origin, failed_at, failed_event_id, failed_event_type, failed_model_set, failed_generation, failed_attempts, failed_error)
+       VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+       ON CONFLICT (subscriber) DO UPDATE SET origin = excluded.origin, failed_at = excluded.failed_at, failed_event_id = excluded.failed_event_id,
+         failed_event_type = excluded.failed_event_type, failed_model_set = excluded.failed_model_set, failed_generation = excluded.failed_generation,
+         failed_attempts = excluded.failed_attempts, failed_error = excluded.failed_error`,
+    )
+    .bind(f.subscriber, f.origin, f.at, f.eventId, f.eventType, f.modelSet, f.generation, f.attempts, f.error)
+    .run();
+}
+
+/** Only subscribers that failed before have a row: a healthy one costs no write per event. */
+export async function recordDeliverySuccess(db: D1Database, subscriber: string, at: number): Promise<void> {
+  await db.prepare("UPDATE event_deliveries SET last_success_at = MAX(COALESCE(last_success_at, 0), ?2) WHERE subscriber = ?1").bind(subscriber, at).run();
+}
+
+export interface DeliveryRow {
+  subscriber: string;
+  origin: string;
+  last_success_at: number | null;
+  failed_at: number;
+  failed_event_id: string;
+  failed_event_type: string;
+  failed_model_set: string;
+  failed_generation: number | null;
+  failed_attempts: number;
+  failed_error: string;
+}
+
+export async function deliveryFailures(db: D1Database): Promise<DeliveryRow[]> {
+  const { results } = await db.prepare("SELECT * FROM event_deliveries WHERE failed_at IS NOT NULL ORDER BY failed_at DESC").all<DeliveryRow>();
+  return results;
+}

@@ -151,6 +151,8 @@ const MAX_EARLY_MS = 5 * 60_000;
 const MIN_INTERVAL_MS = 1_000;
 /** Longest back-off between attempts while an unexpired key is held. */
 const MAX_BACKOFF_MS = 30_000;
+/** Something that looks like a Baseten API key: `<prefix>.<secret>`. */
+const KEY_SHAPE = /[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{12,}/g;
 const ISO_DATE = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2})$/;
 
 interface Held {
@@ -214,11 +216,15 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
   let failure: Failure | null = null;
   let softFailures = 0;
 
-  /** Replace the token and any known key in a message: belt and braces. */
+  /**
+   * Belt and braces for error messages (which quote the rotator's error message and
+   * network error texts): drop the token, the held key, and anything shaped like a
+   * Baseten key (`<prefix>.<secret>`).
+   */
   const redact = (text: string): string => {
     let out = text.split(token).join("[redacted]");
     if (held) out = out.split(held.doc.api_key).join("[redacted]");
-    return out;
+    return out.replace(KEY_SHAPE, "[redacted]");
   };
   const fail = (code: KeyClientErrorCode, message: string, extra: { status?: number; retryAfter?: number } = {}) =>
     new KeyClientError(code, redact(`baseten-key-rotator client (set "${modelSet}"): ${message}`), extra);

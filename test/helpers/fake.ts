@@ -47,6 +47,17 @@ export interface FakeCall {
   at: string;
 }
 
+/** One delivery attempt received by the event sink (`POST /__sink/{tenant}`). */
+export interface SinkDelivery {
+  at: string;
+  /** What the sink answered. */
+  status: number;
+  /** Lowercase header names. */
+  headers: Record<string, string>;
+  /** The raw body, exactly as received. */
+  body: string;
+}
+
 export interface FakeTenant {
   /** The management key ("fake-mgmt-<random>"); it is also the tenant id. */
   key: string;
@@ -60,11 +71,16 @@ export interface FakeTenant {
   reset(): Promise<void>;
   /** Make a key as if someone else had (default type WORKSPACE_INVOKE); returns "<prefix>.<secret>". */
   createKey(name: string, model_ids: string[], type?: FakeKeyType): Promise<string>;
+  /** URL of this tenant's event sink; `status` (default 204), `fail_first` (500 for the first n attempts), `delay_ms`. */
+  sinkUrl(query?: { status?: number; fail_first?: number; delay_ms?: number }): string;
+  /** Every delivery attempt the sink received, in arrival order. */
+  sink(): Promise<SinkDelivery[]>;
 }
 
 export function fakeTenant(baseUrl: string, tenant?: string): FakeTenant {
   const key = tenant ?? `fake-mgmt-${crypto.randomUUID()}`;
-  const base = `${baseUrl.replace(/\/+$/, "")}/__control/${encodeURIComponent(key)}`;
+  const root = baseUrl.replace(/\/+$/, "");
+  const base = `${root}/__control/${encodeURIComponent(key)}`;
 
   async function call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await fetch(`${base}/${path}`, {
@@ -88,5 +104,10 @@ export function fakeTenant(baseUrl: string, tenant?: string): FakeTenant {
     reset: async () => { await call("POST", "reset"); },
     createKey: async (name, model_ids, type = "WORKSPACE_INVOKE") =>
       (await call<{ api_key: string }>("POST", "keys", { name, model_ids, type })).api_key,
+    sinkUrl: (query = {}) => {
+      const qs = new URLSearchParams(Object.entries(query).map(([k, v]) => [k, String(v)])).toString();
+      return `${root}/__sink/${encodeURIComponent(key)}${qs ? `?${qs}` : ""}`;
+    },
+    sink: async () => (await call<{ deliveries: SinkDelivery[] }>("GET", "sink")).deliveries,
   };
 }

@@ -1,0 +1,62 @@
+/**
+ * POST /v1/webhooks/rotate: rotation on demand from a signed Standard Webhook (leak scanner,
+ * incident runbook, deploy pipeline).
+ *
+ * Order matters: 415/413 (headers and size only), then the signature over the raw bytes,
+ * then idempotency by webhook-id, and only then is the body parsed. Everything after the
+ * receipt claim ends in exactly one of: the answer stored (2xx, 400, 404: final, a redelivery
+ * gets it back and mints nothing) or the claim dropped (409, 5xx: a retry runs anew).
+ */
+import { errorResponse, fail } from "../http.ts";
+import { claimReceipt, releaseReceipt, storeReceipt } from "../ledger.ts";
+import { log } from "../log.ts";
+import { LEASE_MS, errorText } from "../rotation.ts";
+import { verifyWebhook } from "../webhook-signature.ts";
+import { type RotateContext, parseRotateBody, readBody, requireJson, rotateNow } from "./rotate.ts";
+
+/** Redeliveries are answered from the receipt for at least 24 h; receipts are pruned after 48 h. */
+export const RECEIPT_RETENTION_MS = 48 * 3_600_000;
+/** A claim older than this belongs to a request that died (a rotation ends inside one lease). */
+const CLAIM_STALE_MS = 2 * LEASE_MS;
+/** A claim is normally held for one rotation: seconds. */
+const IN_PROGRESS_RETRY_S = 5;
+
+const isFinal = (status: number) => (status >= 200 && status < 300) || status === 400 || status === 404;
+
+export async function rotationWebhook(request: Request, c: RotateContext): Promise<Response> {
+  const secret = c.config.webhookSecret;
+  if (!secret) fail(503, "not_configured", "WEBHOOK_SECRET is not set: rotation webhooks are turned off");
+  requireJson(request);
+  const raw = await readBody(request);
+  const now = c.clock();
+  const verified = await verifyWebhook(secret, request.headers, raw, now);
+  if (!verified.ok) fail(401, "invalid_signature", verified.reason);
+  const id = verified.id;
+
+  const claim = await claimReceipt(c.env.DB, id, now, CLAIM_STALE_MS);
+  if (claim.kind === "stored") {
+    return new Response(claim.body, { status: claim.status, headers: { "content-type": "application/json; charset=utf-8", "idempotent-replayed": "true" } });
+  }
+  if (claim.kind === "in_progress") {
+    fail(409, "rotation_in_progress", "a delivery with this webhook-id is being processed; retry to get its answer", { "retry-after": String(IN_PROGRESS_RETRY_S) });
+  }
+
+  let response: Response;
+  try {
+    const req = parseRotateBody(raw);
+    if (req.model_set === undefined) fail(400, "invalid_body", "model_set is required");
+    response = await rotateNow(c, req.model_set, "webhook", req);
+  } catch (err) {
+    response = errorResponse(err);
+  }
+  try {
+    if (isFinal(response.status)) await storeReceipt(c.env.DB, id, now, response.status, await response.clone().text(), now - RECEIPT_RETENTION_MS);
+    else await releaseReceipt(c.env.DB, id, now);
+  } catch (err) {
+    // The answer still goes out. An unstored final answer means a redelivery after the claim
+    // goes stale runs again; a claim left behind answers 409 until then.
+    log("warn", "webhook.receipt_failed", { webhook_id: id, status: response.status, error: errorText(err) });
+  }
+  log("info", "webhook.rotate", { webhook_id: id, status: response.status });
+  return response;
+}
