@@ -16,6 +16,8 @@ export default defineConfig(async () => {
     ],
     test: {
       globalSetup: ["test/global-setup.ts"],
+      // The default output, then the reliability figures (soak lines, faults, bad inputs, 500s).
+      reporters: ["default", "./test/reporters/figures.ts"],
       setupFiles: ["test/setup.ts"],
       include: ["test/**/*.test.ts"],
       testTimeout: 30_000,

@@ -61,7 +61,7 @@ export function checkConfiguration(input: DeploymentInput): CheckReport {
     if (value) env[name] = value;
     else if (name === "BASETEN_API_KEY" || name === "ENCRYPTION_KEY") env[name] = STAND_INS[name];
   }
-  const parsed = parseConfig(env as Env);
+  const parsed = parseConfig(env as unknown as Env);
   if (!parsed.ok) problems.push(...parsed.problems);
 
   if (deployment) {

@@ -256,7 +256,10 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
         t.faults = [];
         return send(res, 200, { cleared });
       }
-      case "GET keys": return send(res, 200, { keys: t.keys });
+      case "GET keys": { // ?live=1: only keys not revoked (cheap to poll when thousands were revoked)
+        const live = new URL(req.url ?? "/", "http://fake").searchParams.get("live") === "1";
+        return send(res, 200, { keys: live ? t.keys.filter((k) => k.revoked_at === null) : t.keys });
+      }
       case "POST keys": {
         const input = isObject(json) ? { type: "WORKSPACE_INVOKE", ...json } : json;
         const result = createKey(t, input, "control", prefixes);

@@ -16,6 +16,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
+import { createServer } from "node:net";
 import path from "node:path";
 import { parseEnv } from "node:util";
 import { type FakeBaseten, startFakeBaseten } from "./fake-baseten.ts";
@@ -145,6 +146,15 @@ async function startFake(port: number | null): Promise<FakeBaseten> {
   }
 }
 
+/** Whether something already listens on host:port (checked before wrangler's noisier failure). */
+function portInUse(port: number, host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once("error", (err: NodeJS.ErrnoException) => resolve(err.code === "EADDRINUSE"));
+    probe.listen(port, host, () => probe.close(() => resolve(false)));
+  });
+}
+
 async function waitForHealth(url: string, dev: ChildProcess): Promise<{ status: number; body: unknown }> {
   const until = Date.now() + HEALTH_TIMEOUT_MS;
   while (Date.now() < until) {
@@ -182,8 +192,12 @@ function printTryLines(worker: string, fakeUrl: string, vars: DevVars): void {
     "# 4. per-set state, no key material",
     `curl -H "Authorization: Bearer ${admin}" ${worker}/v1/admin/status`,
     "",
-    "# 5. rotate now instead of waiting for refresh_at (then fire the cron 2+ minutes later to see the old key revoked)",
+    "# 5. rotate now instead of waiting for refresh_at (the replaced key stays live until the",
+    "#    expires_at it was served with; the first cron fired after that revokes it)",
     `curl -X POST -H "Authorization: Bearer ${admin}" -H "content-type: application/json" -d '{"reason":"trying it out"}' ${worker}/v1/admin/rotate/${set}`,
+    "",
+    "# 6. the leak response: rotate and revoke the replaced key at Baseten at once",
+    `curl -X POST -H "Authorization: Bearer ${admin}" -H "content-type: application/json" -d '{"reason":"leaked","revoke_previous":true}' ${worker}/v1/admin/rotate/${set}`,
     "",
     "Ctrl-C stops the worker and the fake Baseten. The fake forgets its keys when it stops; the",
     "local D1/KV state in .wrangler/state does not (`npm start -- --reset` starts from scratch).",
@@ -227,6 +241,8 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void stop(130));
   process.on("SIGTERM", () => void stop(143));
+
+  if (await portInUse(args.port, "127.0.0.1")) die(`port ${args.port} is already in use (another \`npm start\` or \`wrangler dev\`?); pick another with \`npm start -- --port N\``);
 
   if (args.reset && existsSync(STATE_DIR)) {
     rmSync(STATE_DIR, { recursive: true, force: true });

@@ -172,8 +172,10 @@ export class BasetenClient {
       } catch {
         json = undefined;
       }
-      if (res.ok || okStatuses.includes(res.status)) {
-        if (json === undefined || (json === null && res.ok)) {
+      // An accepted non-2xx (404 on revoke: already gone) is final whatever its body says.
+      if (okStatuses.includes(res.status)) return { status: res.status, json };
+      if (res.ok) {
+        if (json === undefined || json === null) {
           throw new UpstreamError(op, "malformed", res.status, `${op}: answered ${res.status} with a body that is not JSON`, true);
         }
         return { status: res.status, json };

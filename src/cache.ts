@@ -37,11 +37,15 @@ export async function decryptEntry(encryptionKey: string, entry: CachedEntry): P
 
 export async function writeCache(kv: KVNamespace, entry: CachedEntry): Promise<void> {
   memoryOf(kv).delete(entry.model_set);
+  // From now on this location serves nothing older, whether or not the write below lands.
+  raiseFloor(kv, entry.model_set, entry.generation);
   await kv.put(kvKey(entry.model_set), JSON.stringify(entry), { metadata: { g: entry.generation } satisfies CacheMetadata });
 }
 
-export async function dropCache(kv: KVNamespace, set: string): Promise<void> {
+/** Drops a set's entry; with `floor`, this location also never serves a generation below it again. */
+export async function dropCache(kv: KVNamespace, set: string, floor?: number): Promise<void> {
   memoryOf(kv).delete(set);
+  if (floor !== undefined) raiseFloor(kv, set, floor);
   await kv.delete(kvKey(set));
 }
 
@@ -71,6 +75,23 @@ type Memory = Map<string, { key: CurrentKey; until: number }>;
 const memories = new WeakMap<KVNamespace, Memory>();
 const MEMORY_MAX_ENTRIES = 1_000;
 
+// The lowest generation this location may still serve per set, raised when the engine here
+// replaces a key. A KV entry a failed write or drop left behind, or a read that was in flight
+// while the key was replaced, can then never bring a replaced (maybe leaked and revoked) key
+// back: it counts as a miss and the read falls back to D1. Other locations are covered by the
+// promise rule and, for revoke_previous, by the client's 401 -> refetch path (DESIGN §3).
+const floors = new WeakMap<KVNamespace, Map<string, number>>();
+
+function floorOf(kv: KVNamespace, set: string): number {
+  return floors.get(kv)?.get(set) ?? 0;
+}
+
+function raiseFloor(kv: KVNamespace, set: string, generation: number): void {
+  let f = floors.get(kv);
+  if (!f) floors.set(kv, (f = new Map()));
+  if (generation > (f.get(set) ?? 0)) f.set(set, generation);
+}
+
 function memoryOf(kv: KVNamespace): Memory {
   let m = memories.get(kv);
   if (!m) memories.set(kv, (m = new Map()));
@@ -78,23 +99,26 @@ function memoryOf(kv: KVNamespace): Memory {
 }
 
 export function forgetInMemory(kv: KVNamespace, set?: string): void {
-  if (set === undefined) memoryOf(kv).clear();
-  else memoryOf(kv).delete(set);
+  if (set === undefined) {
+    memoryOf(kv).clear();
+    floors.delete(kv);
+  } else memoryOf(kv).delete(set);
 }
 
 /** The current key of a set from memory or KV, or null on a miss. Throws if KV fails. */
 export async function readCachedKey(kv: KVNamespace, encryptionKey: string, set: string, now: number): Promise<CurrentKey | null> {
   const memory = memoryOf(kv);
   const hit = memory.get(set);
-  if (hit && hit.until > now) return hit.key;
+  if (hit && hit.until > now && hit.key.generation >= floorOf(kv, set)) return hit.key;
   const entry = await kv.get<CachedEntry>(kvKey(set), { type: "json", cacheTtl: KV_STALENESS_MS / 1000 });
-  if (!entry) return null;
+  if (!entry || entry.generation < floorOf(kv, set)) return null;
   const key = await decryptEntry(encryptionKey, entry);
   remember(kv, key, now);
   return key;
 }
 
 export function remember(kv: KVNamespace, key: CurrentKey, now: number): void {
+  if (key.generation < floorOf(kv, key.model_set)) return; // replaced while this read was in flight
   const memory = memoryOf(kv);
   if (memory.size >= MEMORY_MAX_ENTRIES) memory.clear();
   memory.set(key.model_set, { key, until: now + MEMORY_TTL_MS });

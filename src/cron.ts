@@ -52,6 +52,13 @@ export interface TickSummary {
   results: RunResult[];
 }
 
+/**
+ * Sets run at once in one invocation. Baseten calls stay bounded by the client's semaphore
+ * (`config.concurrency`); twice as many runs keep every call slot busy while other runs do their
+ * D1 and KV work (measured in bench/: docs/performance.md).
+ */
+export const runsInFlight = (config: Config) => config.concurrency * 2;
+
 /** Runs `items` through `fn` with at most `limit` in flight. */
 export async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
   const out: R[] = new Array(items.length);
@@ -68,13 +75,15 @@ export async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Pro
 
 export async function tick(engine: Engine, queue?: Queue<{ model_set: string; tick_at: number }>, trigger: Trigger = "cron"): Promise<TickSummary> {
   const now = engine.clock();
-  const rows = await liveRows(engine.db);
-  const cached = await cachedGenerations(engine.kv).catch((err) => {
-    log("warn", "cache.list_failed", { error: errorText(err) });
-    return null;
-  });
+  const [rows, cached] = await Promise.all([
+    liveRows(engine.db),
+    cachedGenerations(engine.kv).catch((err) => {
+      log("warn", "cache.list_failed", { error: errorText(err) });
+      return null;
+    }),
+  ]);
   // Leftovers first: keys at Baseten under names D1 has written off.
-  await sweep(engine, now + RUN_BUDGET_MS).catch((err) => log("warn", "sweep.failed", { error: errorText(err) }));
+  await sweep(engine, now + RUN_BUDGET_MS, rows).catch((err) => log("warn", "sweep.failed", { error: errorText(err) }));
 
   const plan = planTick(engine.config, rows, cached, now);
   if (queue && plan.length > engine.config.inlineBudget) {
@@ -85,7 +94,7 @@ export async function tick(engine: Engine, queue?: Queue<{ model_set: string; ti
     log("info", "tick", { planned: plan.length, inline: 0, queued: plan.length });
     return { planned: plan.length, inline: 0, queued: plan.length, results: [] };
   }
-  const results = await pool(plan, engine.config.concurrency, (p) => runSet(engine, p.model_set, { trigger, mint: "due", checkCache: p.checkCache }));
+  const results = await pool(plan, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger, mint: "due", checkCache: p.checkCache }));
   for (const r of results) if (r.outcome === "busy") log("info", "run.skipped", { model_set: r.model_set, reason: "another run holds the lease" });
   log("info", "tick", { planned: plan.length, inline: plan.length, queued: 0, rotated: results.filter((r) => r.outcome === "rotated").length, failed: results.filter((r) => r.outcome === "failed").length });
   return { planned: plan.length, inline: plan.length, queued: 0, results };

@@ -31,10 +31,10 @@ export function errorResponse(err: unknown): Response {
   return json({ error: "internal", message: "internal error" } satisfies ErrorBody, 500);
 }
 
-/** The token of a single `Authorization: Bearer <token>` header, or null. */
+/** The token of a single `Authorization: Bearer <token>` header, or null (the scheme is case-insensitive, RFC 9110 §11.1). */
 export function bearerToken(request: Request): string | null {
   const header = request.headers.get("authorization");
   if (!header) return null;
-  const m = /^Bearer ([A-Za-z0-9._~+/=-]{1,512})$/.exec(header);
+  const m = /^Bearer +([A-Za-z0-9._~+/=-]{1,512})$/i.exec(header);
   return m ? m[1]! : null;
 }

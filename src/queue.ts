@@ -14,10 +14,10 @@
  *                   dead-letter queue, whose consumer logs it (the next tick re-plans the set)
  *
  * One engine (one Baseten client, one semaphore) serves the whole batch, so at most
- * `config.concurrency` Baseten calls are in flight per invocation.
+ * `config.concurrency` Baseten calls are in flight per invocation, however many sets run at once.
  */
 import { SET_ID } from "./config.ts";
-import { pool } from "./cron.ts";
+import { pool, runsInFlight } from "./cron.ts";
 import type { RotationMessage } from "./env.ts";
 import { log } from "./log.ts";
 import { type Engine, type RunResult, runSet } from "./rotation.ts";
@@ -55,7 +55,7 @@ export async function consumeRotations(engine: Engine, batch: MessageBatch<Rotat
   }
 
   const sets = [...bySet.keys()];
-  const results = await pool(sets, engine.config.concurrency, (set) => runSet(engine, set, { trigger: "queue", mint: "due" }));
+  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due" }));
   results.forEach((result, i) => {
     for (const msg of bySet.get(sets[i]!)!) {
       if (result.outcome !== "failed") {

@@ -147,7 +147,7 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
     let cacheWritten = false;
     let revokeNow: number | null = null;
     if (pending && setConfig) {
-      const minted = await mintAndPromote(engine, setConfig, holder, pending, current, opts, deadline);
+      const minted = await mintAndPromote(engine, setConfig, holder, pending, current, rows, opts, deadline);
       if ("failure" in minted) {
         result.outcome = "failed";
         result.failure = minted.failure;
@@ -182,6 +182,7 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
     }
     for (const row of due) {
       if (row.generation !== revokeNow && !cacheSafe) continue; // kept live: a stale cache may still serve it
+      if (row.generation !== revokeNow && (row.expires_at ?? Infinity) > now) continue; // the cache check just extended its promise
       if (clock() >= deadline) break; // the next run finishes the job
       try {
         await engine.baseten.revoke(row.prefix!, deadline);
@@ -226,6 +227,7 @@ async function mintAndPromote(
   holder: string,
   pending: { generation: number; name: string },
   current: KeyRow | undefined,
+  rows: KeyRow[],
   opts: RunOptions,
   deadline: number,
 ): Promise<MintOutcome> {
@@ -273,6 +275,8 @@ async function mintAndPromote(
     // (a later run repairs the cache); not committed, the row is still pending and a later run
     // finds the key by name and deletes it.
     log("error", "promote.failed", { model_set: set, generation: pending.generation, error: errorText(err) });
+    // If it committed, the leaked key is replaced: this location must stop serving it now.
+    if (opts.revokePrevious) await dropCache(kv, set, pending.generation).catch(() => {});
     return { failure: { code: "ledger_failed", message: "the key was minted but recording it in D1 failed; a later run cleans it up", status: null } };
   }
   if (!applied) {
@@ -284,12 +288,16 @@ async function mintAndPromote(
   let cacheWritten = false;
   const entry: CachedEntry = { v: 1, model_set: set, model_ids: setConfig.modelIds, generation: pending.generation, created_at: createdAt, refresh_at: refreshAt, expires_at: expiresAt, overlap_ms: setConfig.overlapMs, ct: ciphertext };
   try {
+    // A cache left behind by a failed write may still be serving an older key, promising ever
+    // later (overdue documents). Overwriting it ends that: first cover what it may have served.
+    const cached = await cachedGeneration(kv, set).catch(() => undefined);
+    if (cached !== null && cached !== current?.generation) await coverStaleServing(engine, set, rows, cached);
     await writeCache(kv, entry);
     cacheWritten = true;
   } catch (err) {
     log("warn", "cache.write_failed", { model_set: set, generation: pending.generation, error: errorText(err) });
     // A leaked key must not stay in this location's cache: without a new entry, drop the old one.
-    if (opts.revokePrevious) await dropCache(kv, set).catch(() => {});
+    if (opts.revokePrevious) await dropCache(kv, set, pending.generation).catch(() => {});
   }
   return { minted: { generation: pending.generation, created_at: createdAt, refresh_at: refreshAt, expires_at: expiresAt }, replaced, cacheWritten };
 }
@@ -321,18 +329,29 @@ async function ensureCacheMatches(engine: Engine, set: string, rows: KeyRow[]): 
       await dropCache(kv, set);
     }
     if (cached === null) return true; // a miss served D1's answer: nothing stale went out
-    const now = clock();
-    for (const row of rows) {
-      if (row.state !== "previous" || row.generation !== cached) continue;
-      const expiresAt = staleServedExpiry(row as Promised, now);
-      await ledger.extendExpiry(db, set, row.generation, expiresAt);
-      row.expires_at = expiresAt;
-    }
+    await coverStaleServing(engine, set, rows, cached);
     log("warn", "cache.repaired", { model_set: set, cached_generation: cached, current_generation: current?.generation ?? null });
     return true;
   } catch (err) {
     log("warn", "cache.check_failed", { model_set: set, error: errorText(err), ...(config ? {} : {}) });
     return false;
+  }
+}
+
+/**
+ * A previous key a stale cache may have served until now (`generation`; undefined: any of
+ * them, when the cache could not be read) must stay live as long as anything it served promised.
+ */
+async function coverStaleServing(engine: Engine, set: string, rows: KeyRow[], generation: number | undefined): Promise<void> {
+  const now = engine.clock();
+  for (const row of rows) {
+    if (row.state !== "previous" || (generation !== undefined && row.generation !== generation)) continue;
+    // Replaced with revoke_previous (expiry = replacement time): its promises were withdrawn.
+    if (row.replaced_at !== null && row.expires_at !== null && row.expires_at <= row.replaced_at) continue;
+    const expiresAt = staleServedExpiry(row as Promised, now);
+    if (expiresAt <= (row.expires_at ?? 0)) continue;
+    await ledger.extendExpiry(engine.db, set, row.generation, expiresAt);
+    row.expires_at = expiresAt;
   }
 }
 
@@ -356,9 +375,12 @@ export async function recoverPendings(engine: Engine, pendings: Pick<KeyRow, "mo
  * Keys named `bkr-` that D1 has never heard of are left alone and logged: they may belong
  * to another deployment of this worker on the same Baseten team.
  */
-export async function sweep(engine: Engine, deadline: number): Promise<{ deleted: number; unknown: number }> {
+export async function sweep(engine: Engine, deadline: number, liveRows: KeyRow[] = []): Promise<{ deleted: number; unknown: number }> {
   const listed = (await engine.baseten.list(deadline)).filter((k) => typeof k.name === "string" && k.name.startsWith("bkr-"));
-  const known = new Map((await ledger.rowsByName(engine.db, listed.map((k) => k.name!))).map((r) => [r.name, r]));
+  // Keys the tick already read as live (pending/current/previous) are never swept: look up only the others.
+  const live = new Set(liveRows.map((r) => r.name));
+  const known = new Map((await ledger.rowsByName(engine.db, listed.filter((k) => !live.has(k.name!)).map((k) => k.name!))).map((r) => [r.name, r]));
+  for (const r of liveRows) if (!known.has(r.name)) known.set(r.name, r);
   let deleted = 0;
   let unknown = 0;
   for (const k of listed) {

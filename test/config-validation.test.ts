@@ -29,7 +29,7 @@ function baseEnv(): Record<string, unknown> {
 }
 
 const problemsOf = (overrides: Record<string, unknown>) => {
-  const result = parseConfig({ ...baseEnv(), ...overrides } as Env);
+  const result = parseConfig({ ...baseEnv(), ...overrides } as unknown as Env);
   return result.ok ? [] : result.problems;
 };
 const sets = (s: Record<string, unknown>) => JSON.stringify(s);
@@ -63,7 +63,7 @@ describe("durations", () => {
 
 describe("parseConfig: each problem is named exactly", () => {
   it("accepts the base configuration", () => {
-    const result = parseConfig(baseEnv() as Env);
+    const result = parseConfig(baseEnv() as unknown as Env);
     expect(result.ok).toBe(true);
   });
 
@@ -150,12 +150,12 @@ describe("parseConfig: each problem is named exactly", () => {
   });
 
   it("WEBHOOK_SECRET and ADMIN_TOKEN are optional", () => {
-    const result = parseConfig({ ...baseEnv(), WEBHOOK_SECRET: undefined, ADMIN_TOKEN: "" } as Env);
+    const result = parseConfig({ ...baseEnv(), WEBHOOK_SECRET: undefined, ADMIN_TOKEN: "" } as unknown as Env);
     expect(result.ok && result.config.webhookSecret === null && result.config.adminToken === null).toBe(true);
   });
 
   it("tuning knobs default to 10000 ms, 3 attempts, concurrency 6, inline budget 20", () => {
-    const result = parseConfig(baseEnv() as Env);
+    const result = parseConfig(baseEnv() as unknown as Env);
     if (!result.ok) throw new Error(result.problems.join("; "));
     expect(result.config).toMatchObject({ timeoutMs: 10_000, maxAttempts: 3, concurrency: 6, inlineBudget: 20, apiBase: "https://api.baseten.co" });
   });
@@ -163,8 +163,8 @@ describe("parseConfig: each problem is named exactly", () => {
   it("MODEL_SETS and CONSUMERS as objects (TOML tables) or as JSON strings give the same config", () => {
     const modelSets = { chat: { ...GOOD_SET, model_ids: ["abcd1234", "efgh5678"] }, embed: { model_ids: ["qwer0987"], rotate_every: "7d", overlap: "2h", enabled: false } };
     const consumers = { billing: { token_sha256: HASH_A, model_sets: ["chat"] }, search: { token_sha256: HASH_B, model_sets: ["chat", "embed"] } };
-    const asTables = parseConfig({ ...baseEnv(), MODEL_SETS: modelSets, CONSUMERS: consumers } as Env);
-    const asStrings = parseConfig({ ...baseEnv(), MODEL_SETS: JSON.stringify(modelSets), CONSUMERS: JSON.stringify(consumers) } as Env);
+    const asTables = parseConfig({ ...baseEnv(), MODEL_SETS: modelSets, CONSUMERS: consumers } as unknown as Env);
+    const asStrings = parseConfig({ ...baseEnv(), MODEL_SETS: JSON.stringify(modelSets), CONSUMERS: JSON.stringify(consumers) } as unknown as Env);
     if (!asTables.ok || !asStrings.ok) throw new Error("both forms must be accepted");
     for (const config of [asTables.config, asStrings.config]) {
       expect(config.sets.get("chat")).toEqual({ id: "chat", modelIds: ["abcd1234", "efgh5678"], rotateEveryMs: 86_400_000, overlapMs: 3_600_000, enabled: true });

@@ -9,6 +9,9 @@ import { startFakeBaseten } from "../dev/fake-baseten.ts";
 export default async function setup(project: TestProject) {
   const fake = await startFakeBaseten({ port: 0 });
   project.provide("basetenUrl", fake.url);
+  // The soak's seeds and length (test/soak.test.ts): replay any seed by name.
+  project.provide("soakSeeds", process.env.SOAK_SEEDS ?? "");
+  project.provide("soakDays", process.env.SOAK_DAYS ?? "");
   return async () => {
     await fake.close();
   };
@@ -17,5 +20,7 @@ export default async function setup(project: TestProject) {
 declare module "vitest" {
   export interface ProvidedContext {
     basetenUrl: string;
+    soakSeeds: string;
+    soakDays: string;
   }
 }

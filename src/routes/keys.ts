@@ -1,6 +1,7 @@
 /**
  * The read path: GET /v1/keys/{set} and GET /v1/keys. Memory, then KV, then D1 on a miss;
- * the document is built per request by the promise rule (document.ts).
+ * the document follows the promise rule (document.ts) and is serialized once per cached key
+ * while it is on schedule. GET /v1/keys/{set} reaches getKey around the router (app.ts).
  */
 import { authenticateConsumer } from "../auth.ts";
 import { decryptEntry, readCachedKey, remember } from "../cache.ts";
@@ -39,9 +40,8 @@ async function currentKey(env: Env, config: Config, set: string, now: number): P
   return key;
 }
 
-export async function getKey(request: Request & { params: Record<string, string> }, env: Env, config: Config, now: number): Promise<Response> {
+export async function getKey(request: Request, env: Env, config: Config, now: number, set: string): Promise<Response> {
   const consumer = await authenticateConsumer(request, config);
-  const set = request.params.set!;
   if (!config.sets.has(set)) fail(404, "unknown_model_set", "no such model set");
   if (!consumer.modelSets.includes(set)) fail(403, "forbidden", "this token is not granted that model set");
   const key = await currentKey(env, config, set, now);
@@ -49,7 +49,22 @@ export async function getKey(request: Request & { params: Record<string, string>
     const retryAfter = Math.max(1, Math.ceil((nextAttempt(now) - now) / 1000));
     fail(503, "no_key_yet", "no key has been minted for this set yet", { "retry-after": String(retryAfter) });
   }
-  return json(keyDocument(key, now), 200, NO_STORE);
+  return new Response(documentBody(key, now), { status: 200, headers: KEY_HEADERS });
+}
+
+const KEY_HEADERS: Record<string, string> = { "content-type": "application/json; charset=utf-8", ...NO_STORE };
+
+/**
+ * The serialized document. While a key is on schedule (now < refresh_at) its document does not
+ * depend on `now`, so it is serialized once per cached key object (memory cache: a few seconds)
+ * instead of per request. An overdue key's document moves with `now` and is built every time.
+ */
+const bodies = new WeakMap<CurrentKey, string>();
+export function documentBody(key: CurrentKey, now: number): string {
+  if (now >= key.refresh_at) return JSON.stringify(keyDocument(key, now));
+  let body = bodies.get(key);
+  if (body === undefined) bodies.set(key, (body = JSON.stringify(keyDocument(key, now))));
+  return body;
 }
 
 export async function listKeys(request: Request, env: Env, config: Config, now: number): Promise<Response> {

@@ -96,7 +96,7 @@ export function fakeTenant(baseUrl: string, tenant?: string): FakeTenant {
   return {
     key,
     keys: async () => (await call<{ keys: FakeKey[] }>("GET", "keys")).keys,
-    liveKeys: async () => (await call<{ keys: FakeKey[] }>("GET", "keys")).keys.filter((k) => k.revoked_at === null),
+    liveKeys: async () => (await call<{ keys: FakeKey[] }>("GET", "keys?live=1")).keys.filter((k) => k.revoked_at === null),
     calls: () => call("GET", "calls"),
     fault: async (...faults) => { await call("POST", "faults", { faults }); },
     clearFaults: async () => { await call("DELETE", "faults"); },

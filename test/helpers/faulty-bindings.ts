@@ -38,6 +38,8 @@ export interface KVRule {
   match?: string;
   count?: number;
   after?: boolean;
+  /** Not a failure: perform the operation, then hold its answer until this settles (a slow read racing a write). */
+  holdUntil?: Promise<unknown>;
 }
 
 interface Armed<R> {
@@ -156,6 +158,8 @@ export interface KVOptions {
   clock?: () => number;
   /** How old the edge copy seen by a `get` with `cacheTtl` is, in ms (0: fresh). */
   edgeLagMs?: () => number;
+  /** Write history, shared by wrappers of one namespace so every "location" sees the same writes. */
+  history?: KVHistory;
 }
 
 interface Version {
@@ -164,13 +168,20 @@ interface Version {
   metadata: unknown;
 }
 
+export type KVHistory = Map<string, Version[]>;
+
 export function faultyKV(kv: KVNamespace, plan: FaultPlan, options: KVOptions = {}): KVNamespace {
-  const history = new Map<string, Version[]>();
+  const history: KVHistory = options.history ?? new Map();
   const clock = options.clock ?? Date.now;
 
   async function op<T>(name: KVOp, key: string, run: () => Promise<T>): Promise<T> {
     const rule = plan.takeKV(name, key);
     if (!rule) return run();
+    if (rule.holdUntil) {
+      const result = await run();
+      await rule.holdUntil;
+      return result;
+    }
     if (!rule.after) throw kvError(name);
     await run();
     throw kvError(name);

@@ -1,0 +1,1 @@
+process.argv[2] = undefined;
