@@ -20,6 +20,10 @@ export default defineConfig(async () => {
       reporters: ["default", "./test/reporters/figures.ts"],
       setupFiles: ["test/setup.ts"],
       include: ["test/**/*.test.ts"],
+      // Two test files at a time (vitest's default is cores - 1: one file at a time on the 2-core
+      // CI machines). Most of a test's time is waiting on workerd's D1/KV and the fake Baseten,
+      // so two overlap well: the two soak seeds (test/soak*.test.ts) run side by side.
+      maxWorkers: 2,
       testTimeout: 30_000,
       // Logs of passing tests are noise; a failing test still shows its own.
       silent: "passed-only",

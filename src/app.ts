@@ -8,7 +8,7 @@ import type { Env } from "./env.ts";
 import { errorResponse, fail } from "./http.ts";
 import { adminRotate, adminStatus } from "./routes/admin.ts";
 import { health } from "./routes/health.ts";
-import { getKey, listKeys } from "./routes/keys.ts";
+import { getKey, getKeyFromMemory, listKeys } from "./routes/keys.ts";
 import { rotationWebhook } from "./routes/webhooks.ts";
 
 export interface AppOptions {
@@ -62,16 +62,18 @@ export function createApp(options: AppOptions = {}) {
     });
   // The hot path: every consumer's GET /v1/keys/{set} skips the router (no URL object, no route
   // scan); anything the pattern does not take exactly (query, trailing slash, odd set id) goes
-  // through the router, which answers it as before. Measured in bench/ (docs/performance.md).
-  const keyRoute = (request: Request, env: Env, set: string): Promise<Response> => {
+  // through the router, which answers it as before. Measured in bench/ (README, Performance).
+  const keyRoute = (request: Request, env: Env, set: string): Response | Promise<Response> => {
     try {
-      return getKey(request, env, configOf(env), clock(), set).catch(errorResponse);
+      const config = configOf(env);
+      const now = clock();
+      return getKeyFromMemory(request, env, config, now, set) ?? getKey(request, env, config, now, set).catch(errorResponse);
     } catch (err) {
-      return Promise.resolve(errorResponse(err));
+      return errorResponse(err);
     }
   };
   return {
-    fetch: (request: Request, env: Env, ctx: ExecutionContext): Promise<Response> => {
+    fetch: (request: Request, env: Env, ctx: ExecutionContext): Response | Promise<Response> => {
       if (request.method === "GET") {
         const m = KEY_URL.exec(request.url);
         if (m) return keyRoute(request, env, m[1]!);

@@ -105,11 +105,16 @@ export function forgetInMemory(kv: KVNamespace, set?: string): void {
   } else memoryOf(kv).delete(set);
 }
 
+/** The current key of a set if this isolate's memory holds it now: no I/O (the hot path). */
+export function memoryKey(kv: KVNamespace, set: string, now: number): CurrentKey | null {
+  const hit = memories.get(kv)?.get(set);
+  return hit && hit.until > now && hit.key.generation >= floorOf(kv, set) ? hit.key : null;
+}
+
 /** The current key of a set from memory or KV, or null on a miss. Throws if KV fails. */
 export async function readCachedKey(kv: KVNamespace, encryptionKey: string, set: string, now: number): Promise<CurrentKey | null> {
-  const memory = memoryOf(kv);
-  const hit = memory.get(set);
-  if (hit && hit.until > now && hit.key.generation >= floorOf(kv, set)) return hit.key;
+  const hit = memoryKey(kv, set, now);
+  if (hit) return hit;
   const entry = await kv.get<CachedEntry>(kvKey(set), { type: "json", cacheTtl: KV_STALENESS_MS / 1000 });
   if (!entry || entry.generation < floorOf(kv, set)) return null;
   const key = await decryptEntry(encryptionKey, entry);

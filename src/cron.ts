@@ -55,7 +55,7 @@ export interface TickSummary {
 /**
  * Sets run at once in one invocation. Baseten calls stay bounded by the client's semaphore
  * (`config.concurrency`); twice as many runs keep every call slot busy while other runs do their
- * D1 and KV work (measured in bench/: docs/performance.md).
+ * D1 and KV work (measured in bench/: README, Performance).
  */
 export const runsInFlight = (config: Config) => config.concurrency * 2;
 
@@ -75,13 +75,11 @@ export async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Pro
 
 export async function tick(engine: Engine, queue?: Queue<{ model_set: string; tick_at: number }>, trigger: Trigger = "cron"): Promise<TickSummary> {
   const now = engine.clock();
-  const [rows, cached] = await Promise.all([
-    liveRows(engine.db),
-    cachedGenerations(engine.kv).catch((err) => {
-      log("warn", "cache.list_failed", { error: errorText(err) });
-      return null;
-    }),
-  ]);
+  const rows = await liveRows(engine.db);
+  const cached = await cachedGenerations(engine.kv).catch((err) => {
+    log("warn", "cache.list_failed", { error: errorText(err) });
+    return null;
+  });
   // Leftovers first: keys at Baseten under names D1 has written off.
   await sweep(engine, now + RUN_BUDGET_MS, rows).catch((err) => log("warn", "sweep.failed", { error: errorText(err) }));
 

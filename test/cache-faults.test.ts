@@ -164,6 +164,23 @@ describe("cache faults around an emergency revoke (revoke_previous)", () => {
     await neverServed(w, leaked);
   });
 
+  it("a read served from D1 (KV failing) in flight while the rotation runs does not put the revoked key into memory", async () => {
+    const { w, plan } = await world();
+    await w.tick();
+    const leaked = await servedLive(w);
+    w.clock.advance(10_000);
+    let release!: () => void;
+    plan.kv({ op: "get" });
+    plan.d1({ op: "first", match: "ciphertext FROM keys", holdUntil: new Promise<void>((r) => (release = r)) });
+    tally("cache", "emergency revoke racing a D1 read");
+    const inFlight = w.getKey("demo"); // KV fails, D1 answers gen 1, the answer is held
+    const res = await sendWebhook(w, { model_set: "demo", reason: "leak", revoke_previous: true });
+    expect(res.status).toBe(200);
+    release();
+    await inFlight;
+    await neverServed(w, leaked);
+  });
+
   it("cron rotations and revocations keep working with the cache faults gone", async () => {
     const { w, plan } = await world();
     await leak(w, plan, [{ op: "put" }, { op: "delete" }]);

@@ -1,20 +1,10 @@
 /**
  * The consumer library against the real worker in workerd.
  *
- * Part 1 ("through the app") runs today: it drives the worker's own HTTP app, D1, KV and
- * rotation engine through test/helpers/world.ts (fake Baseten behind it), with one clock
- * shared by the worker and the client, so time moves without sleeping.
- *
- * Part 2 ("through SELF") goes through the deployed entry point exactly as another Worker's
- * service binding would.
- * TODO(lead): wire part 2. It is skipped until these test bindings exist (vitest.config.ts,
- * `miniflare.bindings`), next to a valid MODEL_SETS / CONSUMERS / ENCRYPTION_KEY /
- * BASETEN_API_KEY (a fake-Baseten tenant) / BASETEN_TEAM_ID for the SELF worker:
- *   CLIENT_TEST_TOKEN  plaintext consumer token; CONSUMERS holds its sha256 and grants CLIENT_TEST_SET
- *   CLIENT_TEST_SET    an enabled model set
- *   ADMIN_TOKEN        used for `POST /v1/admin/rotate/{set}` (the route must exist)
+ * It drives the worker's own HTTP app, D1, KV and rotation engine through
+ * test/helpers/world.ts (fake Baseten behind it), with one clock shared by the worker and the
+ * client, so time moves without sleeping.
  */
-import { env, SELF } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { createKeyClient, type FetchFunction, KeyClientError, type KeyDocument } from "../src/client/index.ts";
 import { runSet } from "../src/rotation.ts";
@@ -146,44 +136,5 @@ describe("client against the worker (through the app)", () => {
     const docs = await Promise.all(Array.from({ length: 100 }, () => client.getKey()));
     expect(calls).toHaveLength(1);
     expect(new Set(docs.map((d) => d.api_key)).size).toBe(1);
-  });
-});
-
-const bindings = env as unknown as Record<string, unknown>;
-const wired = typeof bindings.CLIENT_TEST_TOKEN === "string" && typeof bindings.CLIENT_TEST_SET === "string" && typeof bindings.ADMIN_TOKEN === "string";
-
-describe.skipIf(!wired)("client against the worker (through SELF)", () => {
-  it("fetches the current key and sees the new key after an admin rotation", async () => {
-    const set = bindings.CLIENT_TEST_SET as string;
-    const rotate = async () => {
-      const res = await SELF.fetch(`https://rotator/v1/admin/rotate/${encodeURIComponent(set)}`, {
-        method: "POST",
-        headers: { authorization: `Bearer ${bindings.ADMIN_TOKEN as string}` },
-      });
-      expect(res.status).toBe(200);
-      return (await res.json()) as { generation: number };
-    };
-    let now = Date.now();
-    const client = createKeyClient({
-      url: "https://rotator",
-      token: bindings.CLIENT_TEST_TOKEN as string,
-      modelSet: set,
-      fetch: (input, init) => SELF.fetch(input, init),
-      clock: () => now,
-      random: () => 0,
-    });
-    const first = await rotate();
-    const doc1 = await client.getKey();
-    expect(doc1.generation).toBe(first.generation);
-    const second = await rotate();
-    expect(await client.getKey()).toBe(doc1); // cached until refresh_at
-    now = Math.max(Date.parse(doc1.refresh_at), Date.now() + 10 * SECOND);
-    let doc = await client.getKey();
-    for (let i = 0; i < 3 && doc.generation !== second.generation; i++) {
-      now = Math.max(Date.parse(doc.refresh_at), now + 70 * SECOND);
-      doc = await client.getKey();
-    }
-    expect(doc.generation).toBe(second.generation);
-    expect(doc.api_key).not.toBe(doc1.api_key);
   });
 });

@@ -7,7 +7,7 @@
  * runs in Node 20+, in Cloudflare Workers and anywhere else that has `fetch`.
  * The caching logic never uses timers; time comes from the `clock` option.
  *
- * Caching rules (see docs/consumers.md for the consumer-facing summary):
+ * Caching rules (see README.md, "For consumers" for the consumer-facing summary):
  *
  * 1. Fresh key. A fetched key document is served from memory while
  *    `now < refreshDeadline`, where

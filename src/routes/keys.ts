@@ -3,8 +3,8 @@
  * the document follows the promise rule (document.ts) and is serialized once per cached key
  * while it is on schedule. GET /v1/keys/{set} reaches getKey around the router (app.ts).
  */
-import { authenticateConsumer } from "../auth.ts";
-import { decryptEntry, readCachedKey, remember } from "../cache.ts";
+import { authenticateConsumer, rememberedConsumer } from "../auth.ts";
+import { decryptEntry, memoryKey, readCachedKey, remember } from "../cache.ts";
 import type { Config } from "../config.ts";
 import { type CurrentKey, keyDocument, nextAttempt } from "../document.ts";
 import type { Env } from "../env.ts";
@@ -50,6 +50,18 @@ export async function getKey(request: Request, env: Env, config: Config, now: nu
     fail(503, "no_key_yet", "no key has been minted for this set yet", { "retry-after": String(retryAfter) });
   }
   return new Response(documentBody(key, now), { status: 200, headers: KEY_HEADERS });
+}
+
+/**
+ * GET /v1/keys/{set} when all it needs is in isolate memory (a token that matched before, a key
+ * read in the last few seconds): the answer without a promise or any I/O. Null otherwise, and
+ * the full path (getKey) answers, errors included.
+ */
+export function getKeyFromMemory(request: Request, env: Env, config: Config, now: number, set: string): Response | null {
+  const consumer = rememberedConsumer(request, config);
+  if (!consumer || !consumer.modelSets.includes(set) || !config.sets.has(set)) return null;
+  const key = memoryKey(env.KEYS, set, now);
+  return key ? new Response(documentBody(key, now), { status: 200, headers: KEY_HEADERS }) : null;
 }
 
 const KEY_HEADERS: Record<string, string> = { "content-type": "application/json; charset=utf-8", ...NO_STORE };

@@ -30,6 +30,8 @@ export interface D1Rule {
   count?: number;
   /** Apply the operation first, then throw: the caller cannot tell whether it committed. */
   after?: boolean;
+  /** Not a failure: perform the operation, then hold its answer until this settles (a slow read racing a write). */
+  holdUntil?: Promise<unknown>;
 }
 
 export interface KVRule {
@@ -116,6 +118,11 @@ type Wrapped = D1PreparedStatement & { [REAL]: D1PreparedStatement; sql: string 
 async function guarded<T>(plan: FaultPlan, op: D1Op, sqls: string[], run: () => Promise<T>): Promise<T> {
   const rule = plan.takeD1(op, sqls);
   if (!rule) return run();
+  if (rule.holdUntil) {
+    const result = await run();
+    await rule.holdUntil;
+    return result;
+  }
   if (!rule.after) throw d1Error();
   await run();
   throw d1Error();

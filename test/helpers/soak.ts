@@ -173,11 +173,15 @@ export interface SoakReport {
   revocations: number;
   reads: number;
   documents: number;
+  /** Documents of a key D1 had already replaced (served from a stale cache): where promises get subtle. */
+  staleDocuments: number;
   failedRuns: number;
   failedTicks: number;
   faultsInjected: number;
   faultsFired: number;
+  /** Injected faults by kind, and how many of them fired (hit a call) before being cleared. */
   faultsByKind: Record<string, number>;
+  firedByKind: Record<string, number>;
   violations: number;
   firstViolations: string[];
   wallMs: number;
@@ -186,12 +190,12 @@ export interface SoakReport {
 export function formatReport(r: SoakReport): string {
   const kinds = Object.entries(r.faultsByKind)
     .sort(([a], [b]) => a.localeCompare(b))
-    .map(([k, n]) => `${k}=${n}`)
+    .map(([k, n]) => `${k}=${r.firedByKind[k] ?? 0}/${n}`)
     .join(", ");
   return (
     `soak seed=${r.seed}: ${r.ticks} ticks (${r.simulatedDays} days, 10 sets, + ${r.convergenceTicks} clean), ${r.rotations} rotations ` +
-    `(${r.earlyRotations} early, ${r.emergencyRevokes} revoke_previous), ${r.revocations} revocations, ${r.reads} reads / ${r.documents} documents, ` +
-    `${r.failedRuns} failed runs, ${r.failedTicks} failed ticks, faults injected=${r.faultsInjected} fired=${r.faultsFired} [${kinds}], ` +
+    `(${r.earlyRotations} early, ${r.emergencyRevokes} revoke_previous), ${r.revocations} revocations, ${r.reads} reads / ${r.documents} documents (${r.staleDocuments} from a stale cache), ` +
+    `${r.failedRuns} failed runs, ${r.failedTicks} failed ticks, faults fired/injected=${r.faultsFired}/${r.faultsInjected} [${kinds}], ` +
     `violations=${r.violations}, ${(r.wallMs / 1000).toFixed(1)} s`
   );
 }
@@ -253,11 +257,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     revocations: 0,
     reads: 0,
     documents: 0,
+    staleDocuments: 0,
     failedRuns: 0,
     failedTicks: 0,
     faultsInjected: 0,
     faultsFired: 0,
     faultsByKind: {},
+    firedByKind: {},
     violations: 0,
     firstViolations: [],
     wallMs: 0,
@@ -275,6 +281,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   let live = new Map<string, string>(); // live bkr- prefix -> name (last seen at the fake)
   const revokedAt = new Map<string, number>();
   const leftoverSince = new Map<string, number>(); // prefix written off by D1 but live -> first seen (tick)
+  const ghostSince = new Map<string, number>(); // prefix D1 lists as previous but gone at Baseten -> first seen (tick)
   let rows: Row[] = [];
   let rowsByPrefix = new Map<string, Row>();
 
@@ -297,7 +304,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     if (changed) await loadRows();
     else if (leftoverSince.size === 0) {
       // Nothing moved: only the time-dependent bound can change.
-      checkBounded(fakeLive, now);
+      checkBounded(fakeLive, now, tickIndex);
       return;
     }
 
@@ -334,13 +341,23 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     }
     for (const p of [...leftoverSince.keys()]) if (!next.has(p)) leftoverSince.delete(p);
 
-    checkBounded(fakeLive, now);
+    checkBounded(fakeLive, now, tickIndex);
     rowsByPrefixBefore = rowsByPrefix;
   }
   let rowsByPrefixBefore = new Map<string, Row>();
 
-  /** live-current and bounded, per set. */
-  function checkBounded(fakeLive: { prefix: string; name: string | null }[], now: number) {
+  /** live-current, bounded and D1-follows-Baseten, per set. */
+  function checkBounded(fakeLive: { prefix: string; name: string | null }[], now: number, tickIndex: number) {
+    // A key D1 still lists as previous after Baseten deleted it (a revoke whose answer was lost)
+    // must be closed by a later run, not stay in D1 forever.
+    const previous = new Set(rows.filter((r) => r.state === "previous" && r.prefix).map((r) => r.prefix!));
+    for (const p of [...ghostSince.keys()]) if (!previous.has(p) || live.has(p)) ghostSince.delete(p);
+    for (const p of previous) {
+      if (live.has(p)) continue;
+      const since = ghostSince.get(p);
+      if (since === undefined) ghostSince.set(p, tickIndex);
+      else if (tickIndex - since === 12) violation(`tracked: D1 still lists ${rowsByPrefix.get(p)?.model_set} gen ${rowsByPrefix.get(p)?.generation} as previous 12 ticks after Baseten deleted it`);
+    }
     for (const set of Object.keys(SOAK_SETS)) {
       const setRows = rows.filter((r) => r.model_set === set);
       const current = setRows.find((r) => r.state === "current");
@@ -388,6 +405,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     }
     for (const doc of docs) {
       report.documents++;
+      const cur = rows.find((r) => r.model_set === doc.model_set && r.state === "current");
+      if (cur && doc.generation < cur.generation) report.staleDocuments++;
       const prefix = prefixOf(doc.api_key);
       const refresh = Date.parse(doc.refresh_at);
       const expires = Date.parse(doc.expires_at);
@@ -457,7 +476,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       fired += inj.fake.reduce((a, f) => a + (f.count ?? 1), 0) - left;
       await w.fake.clearFaults();
     }
-    if (fired > 0) report.faultsFired++;
+    if (fired > 0) {
+      report.faultsFired++;
+      report.firedByKind[inj.kind] = (report.firedByKind[inj.kind] ?? 0) + 1;
+    }
   }
 
   const start = w.clock.now();
@@ -488,8 +510,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const hot = hotSets(t, t + tickMs);
     const lively = busy || hot.length > 0 || leftoverSince.size > 0;
     const events: { at: number; what: "local" | "remote" | "early" }[] = [];
-    if (rng.chance(lively ? 0.6 : 0.05)) events.push({ at: rng.int(0, tickMs - 1), what: "local" });
-    if (rng.chance(lively ? 0.5 : 0.03)) events.push({ at: rng.int(0, tickMs - 1), what: "remote" });
+    // Half the reads of a lively interval fall in the first 90 s after the tick: while edge copies
+    // and isolate memories elsewhere may still hold what the tick replaced.
+    const offset = () => (lively && rng.chance(0.5) ? rng.int(0, 90_000) : rng.int(0, tickMs - 1));
+    if (rng.chance(lively ? 0.6 : 0.05)) events.push({ at: offset(), what: "local" });
+    if (rng.chance(lively ? 0.6 : 0.03)) events.push({ at: offset(), what: "remote" });
     if (rng.chance(earlyRate)) events.push({ at: rng.int(0, tickMs - 1), what: "early" });
     events.sort((a, b) => a.at - b.at);
     for (const ev of events) {
@@ -547,6 +572,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const expected = rows.filter((r) => r.model_set === set && (r.state === "current" || (r.state === "previous" && (r.expires_at ?? 0) > now))).map((r) => r.prefix!);
     const liveHere = [...live].filter(([, name]) => setOfName(name) === set).map(([p]) => p);
     if (liveHere.length !== expected.length || !expected.every((p) => liveHere.includes(p))) violation(`converged: ${set} live keys ${liveHere.length} != D1's current + unexpired previous ${expected.length}`);
+    const overdue = rows.filter((r) => r.model_set === set && r.state === "previous" && (r.expires_at ?? 0) <= now - tickMs);
+    if (overdue.length > 0) violation(`converged: ${set} gen ${overdue.map((r) => r.generation).join(", ")} still previous after its promise ended`);
   }
   report.wallMs = Date.now() - started;
   return report;

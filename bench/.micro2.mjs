@@ -1,1 +1,0 @@
-process.argv[2] = undefined;

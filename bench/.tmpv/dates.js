@@ -1,2 +1,0 @@
-const t = Date.now();
-export default { async fetch(req, env) { const doc = { model_set: "demo", model_ids: ["abcd1234"], api_key: "abcd1234.xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", generation: 1, created_at: new Date(t).toISOString(), refresh_at: new Date(t + 86400000).toISOString(), expires_at: new Date(t + 90000000).toISOString() }; return new Response(JSON.stringify(doc), { headers: { "content-type": "application/json; charset=utf-8", ...{ "cache-control": "no-store" } } }); } };

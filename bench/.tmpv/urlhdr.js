@@ -1,1 +1,0 @@
-export default { async fetch(req, env) { const u = new URL(req.url); const a = req.headers.get("authorization"); if (!u.pathname || !a) return new Response("x", {status: 400}); return new Response(env.BODY, { headers: { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" } }); } };
