@@ -244,12 +244,16 @@ export function faultyKV(kv: KVNamespace, plan: FaultPlan, options: KVOptions = 
 
 // --- storage dumps ---------------------------------------------------------------------
 
-const TABLES = ["sets", "keys", "audit", "webhook_receipts"];
+let tableNames: string[] | undefined;
 
-/** Every row of every table and every KV entry (value and metadata), as one string. */
+/** Every row of every table (whatever the migrations created) and every KV entry (value and metadata), as one string. */
 export async function dumpStorage(db: D1Database, kv: KVNamespace): Promise<string> {
   const out: Record<string, unknown> = {};
-  for (const t of TABLES) out[t] = (await db.prepare(`SELECT * FROM ${t} ORDER BY rowid`).all()).results;
+  tableNames ??= (
+    await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'd1_%' ORDER BY name").all<{ name: string }>()
+  ).results.map((r) => r.name);
+  const results = await db.batch(tableNames.map((t) => db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`)));
+  tableNames.forEach((t, i) => (out[t] = results[i]!.results));
   const entries: unknown[] = [];
   let cursor: string | undefined;
   do {
