@@ -15,7 +15,7 @@
  * Keys move pending -> current -> previous -> revoked, or pending -> abandoned.
  * Time comes from `engine.clock`, never from Date.now(): tests and benchmarks move it.
  */
-import { BasetenClient, UpstreamError } from "./baseten.ts";
+import { BasetenClient, type BasetenOptions, UpstreamError } from "./baseten.ts";
 import { type CachedEntry, cachedGeneration, dropCache, writeCache } from "./cache.ts";
 import type { Config, ModelSetConfig } from "./config.ts";
 import { randomId, seal } from "./crypto.ts";
@@ -42,7 +42,13 @@ export interface Engine {
   clock: () => number;
 }
 
-export function createEngine(config: Config, bindings: { DB: D1Database; KEYS: KVNamespace }, clock: () => number = Date.now, fetchImpl?: typeof fetch): Engine {
+/** `client` overrides the Baseten client's transport and timing (tests, benchmarks). */
+export function createEngine(
+  config: Config,
+  bindings: { DB: D1Database; KEYS: KVNamespace },
+  clock: () => number = Date.now,
+  client: Pick<BasetenOptions, "fetch" | "sleep" | "random" | "onAttempt"> = {},
+): Engine {
   const baseten = new BasetenClient({
     apiBase: config.apiBase,
     teamId: config.teamId,
@@ -51,7 +57,7 @@ export function createEngine(config: Config, bindings: { DB: D1Database; KEYS: K
     maxAttempts: config.maxAttempts,
     concurrency: config.concurrency,
     now: clock,
-    fetch: fetchImpl,
+    ...client,
   });
   return { db: bindings.DB, kv: bindings.KEYS, baseten, config, clock };
 }

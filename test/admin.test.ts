@@ -8,24 +8,13 @@ import { describe, expect, it } from "vitest";
 import { createApp } from "../src/app.ts";
 import type { KeyDocument } from "../src/document.ts";
 import type { Env } from "../src/env.ts";
+import type { SetStatus } from "../src/status.ts";
 import { sendWebhook } from "./helpers/webhooks.ts";
 import { HOUR, type World, makeWorld, prefixOf } from "./helpers/world.ts";
 
+/** The status document as the route serves it. */
 interface Status {
-  sets: {
-    model_set: string;
-    configured: boolean | null;
-    enabled: boolean | null;
-    model_ids: string[];
-    generation: number | null;
-    prefix: string | null;
-    created_at: string | null;
-    refresh_at: string | null;
-    expires_at: string | null;
-    previous: { generation: number; prefix: string | null; expires_at: string | null }[];
-    pending: number | null;
-    last_run: { trigger: string; outcome: string; error: string | null; at: string | null } | null;
-  }[];
+  sets: SetStatus[];
   config_problems: string[];
   event_failures: unknown[];
 }

@@ -220,7 +220,7 @@ describe("queue consumer", () => {
     };
     const config = loadConfig(w.env);
     if (!config.ok) throw new Error(config.problems.join("; "));
-    const engine = createEngine(config.config, w.env, w.clock.now, counting);
+    const engine = createEngine(config.config, w.env, w.clock.now, { fetch: counting });
     const batch = createMessageBatch<RotationMessage>(QUEUE, Object.keys(manySets(12)).map((s) => message(s)));
     const results = await consumeRotations(engine, batch);
     expect(results.every((r) => r.outcome === "rotated")).toBe(true);

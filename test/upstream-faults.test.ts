@@ -8,10 +8,7 @@
  */
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
-import { BasetenClient } from "../src/baseten.ts";
-import { loadConfig } from "../src/config.ts";
-import type { Engine, RunReport } from "../src/rotation.ts";
-import { LEASE_MS, runSet } from "../src/rotation.ts";
+import { type Engine, LEASE_MS, type RunReport, createEngine, runSet } from "../src/rotation.ts";
 import { type Fault, type FakeTenant, fakeTenant } from "./helpers/fake.ts";
 import { adminStatus, currentRow, expectConverged, expectNoUntrackedKeys, expectOverdueDocument, servedLive } from "./helpers/invariants.ts";
 import { randomSecret } from "./helpers/webhooks.ts";
@@ -172,22 +169,12 @@ describe("upstream faults: the cron, with the rotation overdue", () => {
 
 /** An engine whose client records its backoff waits instead of sleeping them. */
 function recordingEngine(w: World, waits: number[]): Engine {
-  const { config } = loadConfig(w.env) as { ok: true; config: import("../src/config.ts").Config };
-  return {
-    ...w.engine(),
-    baseten: new BasetenClient({
-      apiBase: config.apiBase,
-      teamId: config.teamId,
-      apiKey: config.basetenApiKey,
-      timeoutMs: config.timeoutMs,
-      maxAttempts: config.maxAttempts,
-      concurrency: config.concurrency,
-      now: w.clock.now,
-      sleep: async (ms) => {
-        waits.push(ms);
-      },
-    }),
-  };
+  const { config } = w.engine();
+  return createEngine(config, w.env, w.clock.now, {
+    sleep: async (ms) => {
+      waits.push(ms);
+    },
+  });
 }
 
 describe("upstream faults: retry waits", () => {

@@ -21,13 +21,13 @@
  */
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { createApp } from "../../src/app.ts";
-import { BasetenClient } from "../../src/baseten.ts";
 import { loadConfig } from "../../src/config.ts";
 import { tick } from "../../src/cron.ts";
 import { type KeyDocument, MAX_STALENESS_MS } from "../../src/document.ts";
 import type { Env } from "../../src/env.ts";
-import { type Engine, runSet } from "../../src/rotation.ts";
+import { type Engine, createEngine, runSet } from "../../src/rotation.ts";
 import type { Fault } from "./fake.ts";
+import type { Row as InvariantRow } from "./invariants.ts";
 import { type D1Rule, FaultPlan, type KVHistory, type KVRule, faultyD1, faultyKV } from "./faulty-bindings.ts";
 import { MIN, makeWorld, prefixOf } from "./world.ts";
 
@@ -138,17 +138,7 @@ const CATALOGUE: ((r: Rng) => Injection)[] = [
 
 // --- the model -------------------------------------------------------------------------
 
-interface Row {
-  model_set: string;
-  generation: number;
-  state: string;
-  name: string;
-  prefix: string | null;
-  created_at: number;
-  refresh_at: number | null;
-  expires_at: number | null;
-  replaced_at: number | null;
-}
+type Row = Omit<InvariantRow, "revoked_at">;
 
 export interface SoakOptions {
   seed: string;
@@ -231,20 +221,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const config = loadConfig(w.env);
   if (!config.ok) throw new Error(config.problems.join("; "));
   // The engine with the real client; its backoff sleeps move the simulated clock instead of waiting.
-  const engine: Engine = {
-    ...w.engine(),
-    baseten: new BasetenClient({
-      apiBase: config.config.apiBase,
-      teamId: config.config.teamId,
-      apiKey: config.config.basetenApiKey,
-      timeoutMs: config.config.timeoutMs,
-      maxAttempts: config.config.maxAttempts,
-      concurrency: config.config.concurrency,
-      now: w.clock.now,
-      sleep: async (ms) => w.clock.advance(ms),
-      random: rng.next,
-    }),
-  };
+  const engine: Engine = createEngine(config.config, w.env, w.clock.now, {
+    sleep: async (ms) => w.clock.advance(ms),
+    random: rng.next,
+  });
+
 
   const report: SoakReport = {
     seed: opts.seed,
