@@ -9,6 +9,7 @@
  */
 import { open } from "./crypto.ts";
 import { type CurrentKey, KV_STALENESS_MS, MEMORY_TTL_MS } from "./document.ts";
+import type { CurrentRow } from "./ledger.ts";
 
 export interface CachedEntry {
   v: 1;
@@ -28,6 +29,21 @@ export interface CacheMetadata {
 }
 
 export const kvKey = (set: string) => `key:${set}`;
+
+/** The cache entry for a current row: the same ciphertext, the same times. */
+export function entryFromRow(row: CurrentRow): CachedEntry {
+  return {
+    v: 1,
+    model_set: row.model_set,
+    model_ids: JSON.parse(row.model_ids) as string[],
+    generation: row.generation,
+    created_at: row.created_at,
+    refresh_at: row.refresh_at,
+    expires_at: row.expires_at,
+    overlap_ms: row.overlap_ms,
+    ct: row.ciphertext,
+  };
+}
 const KV_PREFIX = "key:";
 
 export async function decryptEntry(encryptionKey: string, entry: CachedEntry): Promise<CurrentKey> {

@@ -16,7 +16,7 @@
  * Time comes from `engine.clock`, never from Date.now(): tests and benchmarks move it.
  */
 import { BasetenClient, type BasetenOptions, UpstreamError } from "./baseten.ts";
-import { type CachedEntry, cachedGeneration, dropCache, writeCache } from "./cache.ts";
+import { type CachedEntry, cachedGeneration, dropCache, entryFromRow, writeCache } from "./cache.ts";
 import type { Config, ModelSetConfig } from "./config.ts";
 import { randomId, seal } from "./crypto.ts";
 import { replacedExpiry, staleServedExpiry } from "./document.ts";
@@ -320,17 +320,7 @@ async function ensureCacheMatches(engine: Engine, set: string, rows: KeyRow[]): 
     const current = await ledger.currentRow(db, set);
     if (cached === (current?.generation ?? null)) return true;
     if (current) {
-      await writeCache(kv, {
-        v: 1,
-        model_set: set,
-        model_ids: JSON.parse(current.model_ids) as string[],
-        generation: current.generation,
-        created_at: current.created_at,
-        refresh_at: current.refresh_at,
-        expires_at: current.expires_at,
-        overlap_ms: current.overlap_ms,
-        ct: current.ciphertext,
-      });
+      await writeCache(kv, entryFromRow(current));
     } else {
       await dropCache(kv, set);
     }

@@ -4,7 +4,7 @@
  * while it is on schedule. GET /v1/keys/{set} reaches getKey around the router (app.ts).
  */
 import { authenticateConsumer, rememberedConsumer } from "../auth.ts";
-import { decryptEntry, memoryKey, readCachedKey, remember } from "../cache.ts";
+import { decryptEntry, entryFromRow, memoryKey, readCachedKey, remember } from "../cache.ts";
 import type { Config } from "../config.ts";
 import { type CurrentKey, keyDocument, nextAttempt } from "../document.ts";
 import type { Env } from "../env.ts";
@@ -25,17 +25,7 @@ async function currentKey(env: Env, config: Config, set: string, now: number): P
   if (!row) return null;
   // No write-back to KV here: only the rotation engine writes the cache, under the set's
   // lease, so a slow reader can never put an older generation back over a newer one.
-  const key = await decryptEntry(config.encryptionKey, {
-    v: 1,
-    model_set: set,
-    model_ids: JSON.parse(row.model_ids) as string[],
-    generation: row.generation,
-    created_at: row.created_at,
-    refresh_at: row.refresh_at,
-    expires_at: row.expires_at,
-    overlap_ms: row.overlap_ms,
-    ct: row.ciphertext,
-  });
+  const key = await decryptEntry(config.encryptionKey, entryFromRow(row));
   remember(env.KEYS, key, now);
   return key;
 }
