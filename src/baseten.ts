@@ -8,6 +8,7 @@
  * Errors carry Baseten's status and error text, never a key.
  */
 import { redactSecrets } from "./log.ts";
+import { DeadlineError, withDeadline } from "./rotation/deadline.ts";
 
 export interface ListedKey {
   prefix: string;
@@ -57,21 +58,38 @@ const BASE_DELAY_MS = 200;
 const MAX_DELAY_MS = 5_000;
 const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-/** A counting semaphore: at most `limit` holders at once, FIFO. */
+/**
+ * A counting semaphore: at most `limit` holders at once, FIFO. A caller with a deadline stops
+ * waiting for a slot when it passes (DeadlineError), and leaves the queue.
+ */
 export class Semaphore {
   private active = 0;
   private waiting: (() => void)[] = [];
   constructor(private readonly limit: number) {}
-  async run<T>(fn: () => Promise<T>): Promise<T> {
-    if (this.active >= this.limit) await new Promise<void>((r) => this.waiting.push(r));
-    else this.active++;
+  async run<T>(fn: () => Promise<T>, deadline = Infinity, clock: () => number = Date.now): Promise<T> {
+    if (this.active >= this.limit) {
+      let handoff!: () => void;
+      const slot = new Promise<void>((resolve) => (handoff = resolve));
+      this.waiting.push(handoff);
+      try {
+        await withDeadline(slot, deadline, clock, "waiting for a Baseten call slot");
+      } catch (err) {
+        const i = this.waiting.indexOf(handoff);
+        if (i >= 0) this.waiting.splice(i, 1);
+        else this.release(); // the slot was handed over as the deadline passed: pass it on
+        throw err;
+      }
+    } else this.active++;
     try {
       return await fn();
     } finally {
-      const next = this.waiting.shift();
-      if (next) next();
-      else this.active--;
+      this.release();
     }
+  }
+  private release(): void {
+    const next = this.waiting.shift();
+    if (next) next();
+    else this.active--;
   }
 }
 
@@ -82,17 +100,22 @@ function redact(text: string, apiKey: string): string {
   return redactSecrets(out);
 }
 
-function retryAfterMs(res: Response, body: unknown): number | null {
+/**
+ * A `Retry-After` header value (delay-seconds or an HTTP date) in ms from `now`, or null: the one
+ * parser of it in the worker (the client package keeps its own copy).
+ */
+export function parseRetryAfter(header: string | null, now: number): number | null {
+  if (!header) return null;
+  const secs = Number(header);
+  if (header.trim() !== "" && Number.isFinite(secs) && secs >= 0) return secs * 1000;
+  const at = Date.parse(header);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+function retryAfterMs(res: Response, body: unknown, now: number): number | null {
   const fromBody = (body as { retry_after?: unknown } | null)?.retry_after;
   if (typeof fromBody === "number" && Number.isFinite(fromBody) && fromBody >= 0) return fromBody * 1000;
-  const header = res.headers.get("retry-after");
-  if (header) {
-    const secs = Number(header);
-    if (Number.isFinite(secs) && secs >= 0) return secs * 1000;
-    const at = Date.parse(header);
-    if (!Number.isNaN(at)) return Math.max(0, at - Date.now());
-  }
-  return null;
+  return parseRetryAfter(res.headers.get("retry-after"), now);
 }
 
 export class BasetenClient {
@@ -111,9 +134,9 @@ export class BasetenClient {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Mints a WORKSPACE_INVOKE key named `name` for `modelIds`. */
-  async mint(name: string, modelIds: string[], deadline?: number): Promise<MintedKey> {
-    const url = `${this.opts.apiBase}/v1/teams/${encodeURIComponent(this.opts.teamId)}/api_keys`;
+  /** Mints a WORKSPACE_INVOKE key named `name` for `modelIds`, under `teamId` (default: the configured team). */
+  async mint(name: string, modelIds: string[], deadline?: number, teamId: string = this.opts.teamId): Promise<MintedKey> {
+    const url = `${this.opts.apiBase}/v1/teams/${encodeURIComponent(teamId)}/api_keys`;
     const body = JSON.stringify({ name, type: "WORKSPACE_INVOKE", model_ids: modelIds });
     const { json } = await this.call("mint", "POST", url, body, deadline);
     const apiKey = (json as { api_key?: unknown } | null)?.api_key;
@@ -149,15 +172,27 @@ export class BasetenClient {
       let res: Response;
       try {
         this.opts.onAttempt?.(op);
-        res = await this.gate.run(() =>
-          this.doFetch(url, {
-            method,
-            body,
-            headers: { authorization: `Api-Key ${this.opts.apiKey}`, "content-type": "application/json", accept: "application/json" },
-            signal: AbortSignal.timeout(Math.min(this.opts.timeoutMs, remaining)),
-          }),
+        // The wait for a call slot counts against the deadline too, and so does the call after it.
+        res = await this.gate.run(
+          () => {
+            const left = deadline - this.now();
+            if (left <= 0) throw new DeadlineError(`${op}: the run's deadline passed while waiting for a call slot`);
+            return this.doFetch(url, {
+              method,
+              body,
+              headers: { authorization: `Api-Key ${this.opts.apiKey}`, "content-type": "application/json", accept: "application/json" },
+              signal: AbortSignal.timeout(Math.min(this.opts.timeoutMs, left)),
+            });
+          },
+          deadline,
+          this.now,
         );
       } catch (err) {
+        if (err instanceof DeadlineError) {
+          // Never sent: this attempt cannot have applied anything.
+          last = new UpstreamError(op, "timeout", null, `${op}: no call slot free before the run's deadline`, maybeApplied);
+          break;
+        }
         const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
         // The request may have reached Baseten before the connection broke.
         maybeApplied = maybeApplied || method !== "GET";
@@ -184,13 +219,13 @@ export class BasetenClient {
       const message = `${op}: Baseten answered ${res.status}${upstreamText ? `: ${upstreamText}` : ""}`;
       if (res.status === 429) {
         last = new UpstreamError(op, "rate_limited", 429, message, maybeApplied);
-        if (!(await this.backoff(attempt, retryAfterMs(res, json), deadline))) break;
+        if (!(await this.backoff(attempt, retryAfterMs(res, json, Date.now()), deadline))) break;
         continue;
       }
       if (res.status >= 500) {
         maybeApplied = maybeApplied || method !== "GET";
         last = new UpstreamError(op, "server", res.status, message, maybeApplied);
-        if (!(await this.backoff(attempt, retryAfterMs(res, json), deadline))) break;
+        if (!(await this.backoff(attempt, retryAfterMs(res, json, Date.now()), deadline))) break;
         continue;
       }
       // Other 4xx: not retryable. A 409 on mint after an ambiguous attempt means that attempt created the key.

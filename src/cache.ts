@@ -1,41 +1,59 @@
 /**
- * The read path's caches: KV (shared, eventually consistent) and a few seconds of
- * isolate memory. D1 stays the source of truth; a miss falls back to it.
+ * The read path's caches: KV (shared, eventually consistent) and a few seconds of isolate
+ * memory. D1 stays the source of truth; a miss falls back to it. Only the rotation engine
+ * writes KV, under the set's lease (src/rotation/engine.ts).
  *
  * KV schema — key `key:<set>`:
- *   value    JSON CachedEntry: the current key's times and ids, the key itself only as
- *            the same AES-GCM ciphertext D1 holds (AAD "<set>:<generation>")
+ *   value    AES-256-GCM over the whole entry's JSON (every field, the api_key included), with
+ *            the KV key itself as associated data: an entry copied to another set, or edited,
+ *            fails to open and is a miss (the read goes to D1), never served
  *   metadata { g: generation } so the cron can compare every set's cache with D1 in one list call
  */
-import { open } from "./crypto.ts";
-import { type CurrentKey, KV_STALENESS_MS, MEMORY_TTL_MS } from "./document.ts";
+import { open, seal } from "./crypto.ts";
+import { type CurrentKey, KV_STALENESS_MS, MEMORY_TTL_MS, coversOverdue } from "./document.ts";
 import type { CurrentRow } from "./ledger.ts";
+import { currentRow } from "./ledger.ts";
 
-export interface CachedEntry {
-  v: 1;
-  model_set: string;
-  model_ids: string[];
-  generation: number;
-  created_at: number;
-  refresh_at: number;
-  expires_at: number;
-  overlap_ms: number;
-  /** base64(iv || AES-256-GCM(api_key)) */
-  ct: string;
+/** What a KV entry holds once opened. */
+export interface CachedEntry extends CurrentKey {
+  v: 2;
 }
 
 export interface CacheMetadata {
   g: number;
 }
 
-export const kvKey = (set: string) => `key:${set}`;
+const KV_PREFIX = "key:";
+export const kvKey = (set: string) => `${KV_PREFIX}${set}`;
 
-/** The cache entry for a current row: the same ciphertext, the same times. */
-export function entryFromRow(row: CurrentRow): CachedEntry {
+// --- sealing: the one place KV entries and D1 ciphertexts are sealed and opened -----------
+
+/** The D1 ciphertext of a key: AAD "<set>:<generation>" (a row copied elsewhere fails to open). */
+export const sealKey = (encryptionKey: string, set: string, generation: number, apiKey: string) => seal(encryptionKey, apiKey, `${set}:${generation}`);
+
+async function sealEntry(encryptionKey: string, key: CurrentKey): Promise<string> {
+  const entry: CachedEntry = { v: 2, ...key };
+  return seal(encryptionKey, JSON.stringify(entry), kvKey(key.model_set));
+}
+
+/** Opens a KV value for `set`; null when it is not a whole, valid entry of that set. Throws if it does not decrypt. */
+async function openEntry(encryptionKey: string, set: string, sealed: string): Promise<CurrentKey | null> {
+  const e = JSON.parse(await open(encryptionKey, sealed, kvKey(set))) as Partial<CachedEntry>;
+  if (e.v !== 2 || e.model_set !== set || typeof e.api_key !== "string" || typeof e.generation !== "number") return null;
+  if (typeof e.refresh_at !== "number" || typeof e.expires_at !== "number" || typeof e.created_at !== "number" || !Array.isArray(e.model_ids)) return null;
+  const { v: _v, ...key } = e as CachedEntry;
+  return { ...key, overlap_ms: typeof key.overlap_ms === "number" ? key.overlap_ms : 0 };
+}
+
+// --- D1 rows ----------------------------------------------------------------------------
+
+/** A current D1 row and its ciphertext, not yet opened. */
+export type RowEntry = Omit<CurrentKey, "api_key"> & { ct: string };
+
+export function entryFromRow(row: CurrentRow): RowEntry {
   return {
-    v: 1,
     model_set: row.model_set,
-    model_ids: JSON.parse(row.model_ids) as string[],
+    model_ids: row.model_ids,
     generation: row.generation,
     created_at: row.created_at,
     refresh_at: row.refresh_at,
@@ -44,31 +62,33 @@ export function entryFromRow(row: CurrentRow): CachedEntry {
     ct: row.ciphertext,
   };
 }
-const KV_PREFIX = "key:";
 
-export async function decryptEntry(encryptionKey: string, entry: CachedEntry): Promise<CurrentKey> {
-  const { ct, v: _v, ...rest } = entry;
+export async function decryptEntry(encryptionKey: string, entry: RowEntry): Promise<CurrentKey> {
+  const { ct, ...rest } = entry;
   return { ...rest, api_key: await open(encryptionKey, ct, `${entry.model_set}:${entry.generation}`) };
 }
 
-export async function writeCache(kv: KVNamespace, entry: CachedEntry): Promise<void> {
-  memoryOf(kv).delete(entry.model_set);
-  // From now on this location serves nothing older, whether or not the write below lands.
-  raiseFloor(kv, entry.model_set, entry.generation);
-  await kv.put(kvKey(entry.model_set), JSON.stringify(entry), { metadata: { g: entry.generation } satisfies CacheMetadata });
+/** D1's current key of a set, bypassing every cache (the read path's fallback and fresh reads). */
+export async function readCurrentFresh(db: D1Database, encryptionKey: string, set: string): Promise<CurrentKey | null> {
+  const row = await currentRow(db, set);
+  return row ? decryptEntry(encryptionKey, entryFromRow(row)) : null;
+}
+
+// --- KV writes (the engine only) ----------------------------------------------------------
+
+/** Writes the set's entry. From now on this location serves nothing older, whether or not the put lands. */
+export async function writeCache(kv: KVNamespace, encryptionKey: string, key: CurrentKey): Promise<void> {
+  memoryOf(kv).delete(key.model_set);
+  forbidBelow(kv, key.model_set, key.generation);
+  const value = await sealEntry(encryptionKey, key);
+  await kv.put(kvKey(key.model_set), value, { metadata: { g: key.generation } satisfies CacheMetadata });
 }
 
 /** Drops a set's entry; with `floor`, this location also never serves a generation below it again. */
 export async function dropCache(kv: KVNamespace, set: string, floor?: number): Promise<void> {
   memoryOf(kv).delete(set);
-  if (floor !== undefined) raiseFloor(kv, set, floor);
+  if (floor !== undefined) forbidBelow(kv, set, floor);
   await kv.delete(kvKey(set));
-}
-
-/** The generation the cache holds for a set as this location sees it now (no edge cache). */
-export async function cachedGeneration(kv: KVNamespace, set: string): Promise<number | null> {
-  const { metadata } = await kv.getWithMetadata<CacheMetadata>(kvKey(set), { type: "stream" });
-  return typeof metadata?.g === "number" ? metadata.g : null;
 }
 
 /** Every set's cached generation, from KV's list (one call per 1000 sets). */
@@ -84,28 +104,30 @@ export async function cachedGenerations(kv: KVNamespace): Promise<Map<string, nu
 }
 
 // --- isolate memory ------------------------------------------------------------------
-// A few seconds of memory take KV off the hot path entirely for busy sets. The staleness
-// this adds is part of MAX_STALENESS_MS, which bounds every promise (document.ts).
-// Keyed by the KV binding so two environments in one isolate (tests) never share entries.
+// A few seconds of memory take KV off the hot path entirely for busy sets. The staleness this
+// adds is part of MAX_STALENESS_MS (document.ts), which the engine waits out before it revokes
+// a replaced key. Keyed by the KV binding so two environments in one isolate never share entries.
 type Memory = Map<string, { key: CurrentKey; until: number }>;
 const memories = new WeakMap<KVNamespace, Memory>();
 const MEMORY_MAX_ENTRIES = 1_000;
 
 // The lowest generation this location may still serve per set, raised when the engine here
-// replaces a key. A KV entry a failed write or drop left behind, or a read that was in flight
-// while the key was replaced, can then never bring a replaced (maybe leaked and revoked) key
-// back: it counts as a miss and the read falls back to D1. Other locations are covered by the
-// promise rule and, for revoke_previous, by the client's 401 -> refetch path (DESIGN §3).
+// replaces or revokes a key. A KV entry a failed write or drop left behind, or a read that was in
+// flight while the key was replaced, can then never bring a replaced (maybe leaked and revoked)
+// key back here: it counts as a miss and the read falls back to D1.
 const floors = new WeakMap<KVNamespace, Map<string, number>>();
 
 function floorOf(kv: KVNamespace, set: string): number {
   return floors.get(kv)?.get(set) ?? 0;
 }
 
-function raiseFloor(kv: KVNamespace, set: string, generation: number): void {
+/** This location never serves a generation of `set` below `generation` again (memory and KV). */
+export function forbidBelow(kv: KVNamespace, set: string, generation: number): void {
   let f = floors.get(kv);
   if (!f) floors.set(kv, (f = new Map()));
   if (generation > (f.get(set) ?? 0)) f.set(set, generation);
+  const hit = memories.get(kv)?.get(set);
+  if (hit && hit.key.generation < generation) memories.get(kv)!.delete(set);
 }
 
 function memoryOf(kv: KVNamespace): Memory {
@@ -127,13 +149,18 @@ export function memoryKey(kv: KVNamespace, set: string, now: number): CurrentKey
   return hit && hit.until > now && hit.key.generation >= floorOf(kv, set) ? hit.key : null;
 }
 
-/** The current key of a set from memory or KV, or null on a miss. Throws if KV fails. */
+/**
+ * The current key of a set from memory or KV, or null on a miss (the caller reads D1). A KV
+ * entry of another set, of a generation this location has seen replaced, or one older than the
+ * engine's last overdue extension is a miss. Throws if KV fails or the entry does not decrypt.
+ */
 export async function readCachedKey(kv: KVNamespace, encryptionKey: string, set: string, now: number): Promise<CurrentKey | null> {
   const hit = memoryKey(kv, set, now);
   if (hit) return hit;
-  const entry = await kv.get<CachedEntry>(kvKey(set), { type: "json", cacheTtl: KV_STALENESS_MS / 1000 });
-  if (!entry || entry.generation < floorOf(kv, set)) return null;
-  const key = await decryptEntry(encryptionKey, entry);
+  const sealed = await kv.get(kvKey(set), { type: "text", cacheTtl: KV_STALENESS_MS / 1000 });
+  if (sealed === null) return null;
+  const key = await openEntry(encryptionKey, set, sealed);
+  if (!key || key.generation < floorOf(kv, set) || !coversOverdue(key, now)) return null;
   remember(kv, key, now);
   return key;
 }

@@ -1,9 +1,10 @@
 /**
- * The key document and the promise rule (DESIGN §3), in one place.
+ * The key document (DESIGN §3) and the time constants the promise rule is built from.
  *
- * Every document served says "this key stays live until expires_at". The read path
- * builds documents with `keyDocument`; the rotation engine bounds what any served
- * document can have promised with `replacedExpiry`. The two must agree, so both live here.
+ * A document carries only promises that are already recorded in D1: `expires_at` is always the
+ * recorded one (the engine extends it in D1 before any cache can serve the extension). The one
+ * thing computed at read time is `refresh_at` while a rotation is overdue: the next attempt
+ * (never in the past, at most one tick ahead).
  */
 
 /** What the cache and the ledger hold about a current key (the key itself decrypted). */
@@ -44,48 +45,31 @@ export function nextAttempt(now: number): number {
   return (Math.floor(now / TICK_MS) + 1) * TICK_MS;
 }
 
+/** ISO 8601 (UTC, milliseconds): the one formatter for times in answers, logs and events. */
+export const iso = (ms: number): string => new Date(ms).toISOString();
+
 /**
- * The document served at `now`. On schedule it is the stored one. Once `refresh_at` has
- * passed (the rotation is overdue: upstream failing, set disabled, cron late) the
- * document points at the next attempt and extends the promise to cover it.
+ * The document served at `now`. On schedule it is the stored one. Once `refresh_at` has passed
+ * (the rotation is overdue) `refresh_at` points at the next attempt; `expires_at` stays the
+ * recorded promise, which the engine extends in D1 on every tick that finds the set overdue.
  */
 export function keyDocument(key: CurrentKey, now: number): KeyDocument {
-  let refreshAt = key.refresh_at;
-  let expiresAt = key.expires_at;
-  if (now >= refreshAt) {
-    refreshAt = nextAttempt(now);
-    expiresAt = Math.max(expiresAt, refreshAt + key.overlap_ms);
-  }
   return {
     model_set: key.model_set,
     model_ids: key.model_ids,
     api_key: key.api_key,
     generation: key.generation,
-    created_at: new Date(key.created_at).toISOString(),
-    refresh_at: new Date(refreshAt).toISOString(),
-    expires_at: new Date(expiresAt).toISOString(),
+    created_at: iso(key.created_at),
+    refresh_at: iso(now >= key.refresh_at ? nextAttempt(now) : key.refresh_at),
+    expires_at: iso(key.expires_at),
   };
 }
 
 /**
- * The latest `expires_at` any location can have served for a key replaced at `replacedAt`,
- * and so the earliest moment it may be revoked (without an explicit revoke_previous).
- *
- * Documents of the old key are served until `replacedAt + MAX_STALENESS_MS` at the latest.
- * If that reaches past its `refresh_at`, those late documents were "overdue" ones promising
- * up to `nextAttempt(t) + overlap`. And the key always gets at least `overlap` after it
- * was replaced, so consumers have time to refetch.
+ * Whether a cached copy of `key` can still make a document that keeps the overdue rule
+ * (`expires_at >= refresh_at + overlap`) at `now`. A KV entry that cannot is older than the
+ * engine's last extension (a failed KV write): the read path then asks D1 instead.
  */
-export function replacedExpiry(key: { refresh_at: number; expires_at: number; overlap_ms: number }, replacedAt: number): number {
-  const lastServed = replacedAt + MAX_STALENESS_MS;
-  const overdueBound = lastServed >= key.refresh_at ? nextAttempt(lastServed) + key.overlap_ms : 0;
-  return Math.max(key.expires_at, replacedAt + key.overlap_ms, overdueBound);
-}
-
-/**
- * A key found still served from a stale cache at `now` (a cache write failed) may have been
- * promised anything up to this, so it must stay live at least that long.
- */
-export function staleServedExpiry(key: { refresh_at: number; expires_at: number; overlap_ms: number }, now: number): number {
-  return replacedExpiry(key, now);
+export function coversOverdue(key: CurrentKey, now: number): boolean {
+  return now < key.refresh_at || key.expires_at >= nextAttempt(now) + key.overlap_ms;
 }

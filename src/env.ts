@@ -29,4 +29,6 @@ export interface Env {
 export interface RotationMessage {
   model_set: string;
   tick_at: number;
+  /** The tick saw KV's list disagree with D1 long after the last write: rewrite KV. */
+  recache?: boolean;
 }

@@ -1,10 +1,13 @@
 /**
- * D1 reads and writes: the source of truth for keys, leases and run outcomes.
- * Schema and its reasons: migrations/0001_init.sql.
+ * D1 reads and writes: the source of truth for keys, leases, promises and run outcomes.
+ * Schema and its reasons: migrations/0001_init.sql and 0003_engine_v2.sql.
  *
- * Every write that matters to correctness is fenced by the lease: it only applies while
- * `sets.lease_holder` is still this run's holder id, so a run that outlived its lease
- * cannot promote or overwrite what the next run did.
+ * Rows come back decoded and typed (model_ids parsed once, here). Writes return the rows they
+ * wrote (RETURNING), so the engine never edits a copy of D1 by hand.
+ *
+ * Every write that decides what is served (pending, promote, retire, extend, the cache record)
+ * is fenced by the lease: it only applies while `sets.lease_holder` is still this run's holder
+ * id, so a run that outlived its lease cannot overwrite what the next run did.
  */
 
 export type KeyState = "pending" | "current" | "previous" | "revoked" | "abandoned";
@@ -14,13 +17,18 @@ export interface KeyRow {
   generation: number;
   state: KeyState;
   name: string;
-  model_ids: string;
+  model_ids: string[];
   overlap_ms: number;
   prefix: string | null;
   created_at: number;
   refresh_at: number | null;
   expires_at: number | null;
   replaced_at: number | null;
+  /** An explicit revocation (revoke_previous, admin revoke): revoke once this has passed. */
+  revoke_at: number | null;
+  revoke_reason: string | null;
+  /** When the engine saw KV hold a newer generation than this key. */
+  kv_replaced_at: number | null;
 }
 
 export interface CurrentRow extends KeyRow {
@@ -29,28 +37,55 @@ export interface CurrentRow extends KeyRow {
   expires_at: number;
 }
 
-const ROW_COLUMNS = "model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at";
-const LEASE_HELD = "EXISTS (SELECT 1 FROM sets WHERE model_set = ?1 AND lease_holder = ?2)";
-
-export interface PendingRequest {
-  /** Random suffix of the Baseten name: `bkr-<set>-<generation>-<suffix>`. */
-  suffix: string;
-  modelIds: string[];
-  overlapMs: number;
-  /** Only record the pending if the set is due (no current key, or its refresh_at reached). */
-  onlyIfDue: boolean;
+/** What the engine knows about a set's KV entry: the generation it last wrote there (0: dropped), and when. */
+export interface SetRow {
+  model_set: string;
+  cached_generation: number | null;
+  cached_at: number | null;
 }
 
-export type Acquired =
-  | { leased: false; leaseExpiresAt: number }
-  | { leased: true; pending: { generation: number; name: string } | null; rows: KeyRow[] };
+/** Everything the policy needs about one set, read under its lease in one round trip. */
+export interface Snapshot {
+  set: string;
+  /** pending, current and previous rows, oldest first */
+  rows: KeyRow[];
+  cache: SetRow | null;
+  /** The highest generation ever recorded for the set (0: none): generations are 1..max. */
+  maxGeneration: number;
+  /** When the set's recent on-demand mints (webhook, admin) happened, newest first (at most 10). */
+  onDemandMints: number[];
+}
+
+const ROW_COLUMNS =
+  "model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at, revoke_at, revoke_reason, kv_replaced_at";
+const LEASE_HELD = "EXISTS (SELECT 1 FROM sets WHERE model_set = ?1 AND lease_holder = ?2)";
+
+type RawRow = Omit<KeyRow, "model_ids"> & { model_ids: string };
+
+function decode<T extends KeyRow>(raw: unknown): T {
+  const r = raw as RawRow;
+  let ids: unknown;
+  try {
+    ids = JSON.parse(r.model_ids);
+  } catch {
+    ids = [];
+  }
+  return { ...r, model_ids: Array.isArray(ids) ? (ids as string[]) : [] } as unknown as T;
+}
+const decodeAll = <T extends KeyRow>(results: unknown[]): T[] => results.map((r) => decode<T>(r));
+
+export type Acquired = { leased: false; leaseExpiresAt: number } | { leased: true; snapshot: Snapshot };
+
+/** On-demand rotations (webhook, admin) count against the per-set limit over this window. */
+export const ON_DEMAND_WINDOW_MS = 10 * 60_000;
+export const ON_DEMAND_LIMIT = 10;
 
 /**
- * One round trip: take the set's lease (compare-and-set with an expiry), record a pending
- * row when asked (and, for the cron, only if still due: decided under the lease), and read
- * the set's live rows as they stand under the lease.
+ * One round trip: take the set's lease (compare-and-set with an expiry) and read the set as it
+ * stands under the lease: its live rows, its cache record, its highest generation and (for an
+ * on-demand run) its recent on-demand mints.
  */
-export async function acquire(db: D1Database, set: string, holder: string, now: number, leaseMs: number, mint: PendingRequest | null): Promise<Acquired> {
+export async function acquire(db: D1Database, set: string, holder: string, now: number, leaseMs: number, onDemand: boolean): Promise<Acquired> {
   const statements = [
     db
       .prepare(
@@ -59,29 +94,45 @@ export async function acquire(db: D1Database, set: string, holder: string, now: 
          WHERE sets.lease_holder IS NULL OR sets.lease_expires_at <= ?4`,
       )
       .bind(set, holder, now + leaseMs, now),
-    db.prepare("SELECT lease_holder, lease_expires_at FROM sets WHERE model_set = ?1").bind(set),
+    db.prepare("SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at FROM sets WHERE model_set = ?1").bind(set),
+    db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') ORDER BY generation`).bind(set),
+    db.prepare("SELECT COALESCE(MAX(generation), 0) AS g FROM keys WHERE model_set = ?1").bind(set),
   ];
-  if (mint) {
+  if (onDemand) {
     statements.push(
       db
-        .prepare(
-          `INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, created_at)
-           SELECT ?1, g, 'pending', 'bkr-' || ?1 || '-' || g || '-' || ?3, ?4, ?5, ?6
-           FROM (SELECT COALESCE(MAX(generation), 0) + 1 AS g FROM keys WHERE model_set = ?1)
-           WHERE ${LEASE_HELD}
-             AND NOT EXISTS (SELECT 1 FROM keys WHERE model_set = ?1 AND state = 'pending' AND created_at > ?6 - ?8)
-             AND (?7 = 0 OR NOT EXISTS (SELECT 1 FROM keys WHERE model_set = ?1 AND state = 'current' AND refresh_at > ?6))
-           RETURNING generation, name`,
-        )
-        .bind(set, holder, mint.suffix, JSON.stringify(mint.modelIds), mint.overlapMs, now, mint.onlyIfDue ? 1 : 0, leaseMs),
+        .prepare("SELECT at FROM audit WHERE model_set = ?1 AND action = 'minted' AND trigger IN ('webhook', 'admin') AND at > ?2 ORDER BY at DESC LIMIT ?3")
+        .bind(set, now - ON_DEMAND_WINDOW_MS, ON_DEMAND_LIMIT),
     );
   }
-  statements.push(db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') ORDER BY generation`).bind(set));
   const results = await db.batch(statements);
-  const lease = results[1]!.results[0] as { lease_holder: string | null; lease_expires_at: number } | undefined;
+  const lease = results[1]!.results[0] as (SetRow & { lease_holder: string | null; lease_expires_at: number }) | undefined;
   if (!lease || lease.lease_holder !== holder) return { leased: false, leaseExpiresAt: lease?.lease_expires_at ?? now };
-  const pending = mint ? ((results[2]!.results[0] as { generation: number; name: string } | undefined) ?? null) : null;
-  return { leased: true, pending, rows: results[results.length - 1]!.results as unknown as KeyRow[] };
+  return {
+    leased: true,
+    snapshot: {
+      set,
+      rows: decodeAll<KeyRow>(results[2]!.results),
+      cache: { model_set: set, cached_generation: lease.cached_generation, cached_at: lease.cached_at },
+      maxGeneration: (results[3]!.results[0] as { g: number }).g,
+      onDemandMints: onDemand ? (results[4]!.results as { at: number }[]).map((r) => r.at) : [],
+    },
+  };
+}
+
+/** Records the next generation as pending, with its Baseten name, before Baseten is called. Null: the lease is gone. */
+export async function recordPending(db: D1Database, set: string, holder: string, now: number, p: { suffix: string; modelIds: string[]; overlapMs: number }): Promise<KeyRow | null> {
+  const row = await db
+    .prepare(
+      `INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, created_at)
+       SELECT ?1, g, 'pending', 'bkr-' || ?1 || '-' || g || '-' || ?3, ?4, ?5, ?6
+       FROM (SELECT COALESCE(MAX(generation), 0) + 1 AS g FROM keys WHERE model_set = ?1)
+       WHERE ${LEASE_HELD}
+       RETURNING ${ROW_COLUMNS}`,
+    )
+    .bind(set, holder, p.suffix, JSON.stringify(p.modelIds), p.overlapMs, now)
+    .first();
+  return row ? decode<KeyRow>(row) : null;
 }
 
 export interface Promotion {
@@ -93,51 +144,241 @@ export interface Promotion {
   createdAt: number;
   refreshAt: number;
   expiresAt: number;
-  /** The replaced current key (if any) and the expiry the promise rule gives it. */
-  replaced: { generation: number; expiresAt: number } | null;
+  /** The replaced current key, and the least expiry it keeps (now + overlap); its recorded promise is never lowered. */
+  replaced: { generation: number; expiresAtLeast: number } | null;
+  /** The leak response: every other non-revoked key of the set gets revoke_at = createdAt. */
+  revokeOthers: boolean;
   trigger: string;
   reason: string | null;
+  /** A webhook delivery's claim: the promote applies only while it is still this delivery's, and turns it into `body`. */
+  receipt: { webhookId: string; claimedAt: number; body: string } | null;
 }
 
 /**
- * One atomic batch: pending -> current, old current -> previous with its promised expiry,
- * audit row. Applies only while the lease is held and the pending row is still pending
- * (a recovery may have abandoned it). Returns whether it applied.
+ * One atomic batch: pending -> current, old current -> previous (its promise kept), audit row,
+ * the leak response's revocation intent, the webhook receipt. Applies only while the lease is
+ * held and the pending row is still pending (a recovery may have abandoned it). Returns the
+ * rows it wrote, or null if it did not apply.
  */
-export async function promote(db: D1Database, p: Promotion): Promise<boolean> {
-  const stillPending = `EXISTS (SELECT 1 FROM keys WHERE model_set = ?1 AND generation = ?3 AND state = 'pending')`;
-  const results = await db.batch([
+export async function promote(db: D1Database, p: Promotion): Promise<{ current: KeyRow; replaced: KeyRow | null; marked: KeyRow[] } | null> {
+  // ?1 set, ?2 holder, ?3 generation, ?4 createdAt, ?10 webhook id (or null), ?11 claimed at
+  const guard = `${LEASE_HELD} AND (?10 IS NULL OR EXISTS (SELECT 1 FROM webhook_receipts WHERE webhook_id = ?10 AND status = 0 AND received_at = ?11))`;
+  const stillPending = "EXISTS (SELECT 1 FROM keys WHERE model_set = ?1 AND generation = ?3 AND state = 'pending')";
+  const common = [p.set, p.holder, p.generation, p.createdAt] as const;
+  const receipt = [p.receipt?.webhookId ?? null, p.receipt?.claimedAt ?? 0] as const;
+  const statements = [
     db
       .prepare(
-        `UPDATE keys SET state = 'previous', replaced_at = ?4, expires_at = ?5
-         WHERE model_set = ?1 AND state = 'current' AND generation = ?6 AND ${LEASE_HELD} AND ${stillPending}`,
+        `UPDATE keys SET state = 'previous', replaced_at = ?4, expires_at = MAX(COALESCE(expires_at, 0), ?5)
+         WHERE model_set = ?1 AND state = 'current' AND generation = ?6 AND ${stillPending} AND ${guard}
+         RETURNING ${ROW_COLUMNS}`,
       )
-      .bind(p.set, p.holder, p.generation, p.createdAt, p.replaced?.expiresAt ?? 0, p.replaced?.generation ?? -1),
+      .bind(...common, p.replaced?.expiresAtLeast ?? 0, p.replaced?.generation ?? -1, null, null, null, ...receipt),
     db
       .prepare(
-        `UPDATE keys SET state = 'current', prefix = ?3, ciphertext = ?4, created_at = ?5, refresh_at = ?6, expires_at = ?7
-         WHERE model_set = ?1 AND generation = ?8 AND state = 'pending' AND ${LEASE_HELD}`,
+        `UPDATE keys SET state = 'current', prefix = ?5, ciphertext = ?6, created_at = ?4, refresh_at = ?7, expires_at = ?8
+         WHERE model_set = ?1 AND generation = ?3 AND state = 'pending' AND ${guard}
+         RETURNING ${ROW_COLUMNS}`,
       )
-      .bind(p.set, p.holder, p.prefix, p.ciphertext, p.createdAt, p.refreshAt, p.expiresAt, p.generation),
+      .bind(...common, p.prefix, p.ciphertext, p.refreshAt, p.expiresAt, null, ...receipt),
     db
       .prepare(
         `INSERT INTO audit (model_set, generation, action, trigger, reason, at)
-         SELECT ?1, ?3, 'minted', ?4, ?5, ?6 WHERE changes() > 0`,
+         SELECT ?1, ?3, 'minted', ?5, ?6, ?4 WHERE changes() > 0`,
       )
-      .bind(p.set, p.holder, p.generation, p.trigger, p.reason, p.createdAt),
+      .bind(...common, p.trigger, p.reason),
+  ];
+  const isCurrent = "EXISTS (SELECT 1 FROM keys WHERE model_set = ?1 AND generation = ?3 AND state = 'current' AND created_at = ?4)";
+  if (p.revokeOthers) {
+    statements.push(
+      db
+        .prepare(
+          `UPDATE keys SET revoke_at = ?4, revoke_reason = 'revoke_previous'
+           WHERE model_set = ?1 AND state = 'previous' AND generation <> ?3 AND revoke_at IS NULL AND ${isCurrent}
+           RETURNING ${ROW_COLUMNS}`,
+        )
+        .bind(...common),
+    );
+  }
+  if (p.receipt) {
+    statements.push(
+      db
+        .prepare(`UPDATE webhook_receipts SET status = 200, body = ?5 WHERE webhook_id = ?6 AND status = 0 AND received_at = ?7 AND ${isCurrent}`)
+        .bind(...common, p.receipt.body, p.receipt.webhookId, p.receipt.claimedAt),
+    );
+  }
+  const results = await db.batch(statements);
+  const current = results[1]!.results[0];
+  if (!current) return null;
+  const replaced = results[0]!.results[0];
+  return {
+    current: decode<KeyRow>(current),
+    replaced: replaced ? decode<KeyRow>(replaced) : null,
+    marked: p.revokeOthers ? decodeAll<KeyRow>(results[3]!.results) : [],
+  };
+}
+
+/** Moves the current key's promised expiry later (never earlier), under the lease. Returns the row, or null. */
+export async function extendPromise(db: D1Database, set: string, holder: string, generation: number, expiresAt: number): Promise<KeyRow | null> {
+  const row = await db
+    .prepare(
+      `UPDATE keys SET expires_at = MAX(COALESCE(expires_at, 0), ?4)
+       WHERE model_set = ?1 AND generation = ?3 AND state = 'current' AND ${LEASE_HELD}
+       RETURNING ${ROW_COLUMNS}`,
+    )
+    .bind(set, holder, generation, expiresAt)
+    .first();
+  return row ? decode<KeyRow>(row) : null;
+}
+
+/** A set removed from MODEL_SETS: its current key becomes previous and runs out its recorded promise. */
+export async function retireCurrent(db: D1Database, set: string, holder: string, generation: number, now: number): Promise<KeyRow | null> {
+  const row = await db
+    .prepare(`UPDATE keys SET state = 'previous', replaced_at = ?4 WHERE model_set = ?1 AND generation = ?3 AND state = 'current' AND ${LEASE_HELD} RETURNING ${ROW_COLUMNS}`)
+    .bind(set, holder, generation, now)
+    .first();
+  return row ? decode<KeyRow>(row) : null;
+}
+
+/** An explicit revocation is recorded (revoke_at, reason) before the keys are deleted at Baseten. */
+export async function recordRevokeIntent(db: D1Database, set: string, holder: string, generations: number[], now: number, reason: string): Promise<KeyRow[]> {
+  if (generations.length === 0) return [];
+  const { results } = await db
+    .prepare(
+      `UPDATE keys SET revoke_at = MIN(COALESCE(revoke_at, ?3), ?3), revoke_reason = COALESCE(revoke_reason, ?4)
+       WHERE model_set = ?1 AND state = 'previous' AND generation IN (SELECT value FROM json_each(?5)) AND ${LEASE_HELD}
+       RETURNING ${ROW_COLUMNS}`,
+    )
+    .bind(set, holder, now, reason, JSON.stringify(generations))
+    .all();
+  return decodeAll<KeyRow>(results);
+}
+
+/** A pending whose key is known not to exist at Baseten (never minted, or found and deleted). */
+export function abandonStatements(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): D1PreparedStatement[] {
+  return [
+    db.prepare("UPDATE keys SET state = 'abandoned', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'").bind(set, generation, now),
+    db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'abandoned', ?4, ?5, ?3 WHERE changes() > 0").bind(set, generation, now, trigger, reason),
+  ];
+}
+
+export async function markAbandoned(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): Promise<void> {
+  await db.batch(abandonStatements(db, set, generation, now, trigger, reason));
+}
+
+export interface Finish {
+  set: string;
+  holder: string;
+  /** Keys deleted at Baseten by this run. */
+  revoked: { generation: number; at: number; reason: string }[];
+  /** This run's KV write (or drop): the generation KV now serves nothing older than, and when. */
+  cached: { generation: number; at: number; dropped: boolean } | null;
+  /** KV may have regressed before this write (the cron saw its list disagree): every older key counts as replaced from now. */
+  overwriteReplaced?: boolean;
+  /** How the run ended; null leaves the last recorded run as it was (a rejected request). */
+  run: RunRecord | null;
+  trigger: string;
+}
+
+export interface RunRecord {
+  trigger: string;
+  outcome: string;
+  error: string | null;
+  at: number;
+}
+
+/**
+ * The run's last round trip: the revocations' bookkeeping, the cache record (fenced), the
+ * release of the lease with the run's outcome, and, after a KV write, D1's current row again
+ * (so a run that lost the race can repair the cache). Returns that row (null if none or not asked).
+ */
+export async function finish(db: D1Database, f: Finish): Promise<{ current: CurrentRow | null }> {
+  const statements: D1PreparedStatement[] = [];
+  for (const r of f.revoked) {
+    statements.push(
+      db.prepare("UPDATE keys SET state = 'revoked', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'previous'").bind(f.set, r.generation, r.at),
+      db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'revoked', ?4, ?5, ?3 WHERE changes() > 0").bind(f.set, r.generation, r.at, f.trigger, r.reason),
+    );
+  }
+  if (f.cached) {
+    statements.push(
+      db
+        .prepare(`UPDATE keys SET kv_replaced_at = ?4 WHERE model_set = ?1 AND generation < ?3 AND state = 'previous' AND (?5 = 1 OR kv_replaced_at IS NULL) AND ${LEASE_HELD}`)
+        .bind(f.set, f.holder, f.cached.generation, f.cached.at, f.overwriteReplaced ? 1 : 0),
+    );
+  }
+  statements.push(
+    db
+      .prepare(
+        `UPDATE sets SET lease_holder = NULL, lease_expires_at = 0,
+           last_trigger = CASE WHEN ?6 IS NULL THEN last_trigger ELSE ?3 END, last_outcome = CASE WHEN ?6 IS NULL THEN last_outcome ELSE ?4 END,
+           last_error = CASE WHEN ?6 IS NULL THEN last_error ELSE ?5 END, last_run_at = COALESCE(?6, last_run_at),
+           cached_generation = CASE WHEN ?7 IS NULL THEN cached_generation ELSE ?7 END, cached_at = CASE WHEN ?7 IS NULL THEN cached_at ELSE ?8 END
+         WHERE model_set = ?1 AND lease_holder = ?2`,
+      )
+      .bind(f.set, f.holder, f.run?.trigger ?? null, f.run?.outcome ?? null, f.run?.error ?? null, f.run?.at ?? null, f.cached?.generation ?? null, f.cached?.at ?? null),
+  );
+  if (f.cached) statements.push(db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(f.set));
+  const results = await db.batch(statements);
+  const row = f.cached ? results[results.length - 1]!.results[0] : undefined;
+  return { current: row ? decode<CurrentRow>(row) : null };
+}
+
+/**
+ * A run that lost the race wrote generation `written` over a newer `current` (its put landed
+ * late). Not fenced (it no longer holds the lease), and only ever more cautious: the keys KV may
+ * serve again are no longer counted as replaced in KV, and the set's cache counts as behind.
+ */
+export async function recordCacheRegressed(db: D1Database, set: string, written: number, current: number): Promise<void> {
+  await db.batch([
+    db.prepare("UPDATE keys SET kv_replaced_at = NULL WHERE model_set = ?1 AND generation >= ?2 AND generation < ?3").bind(set, written, current),
+    db.prepare("UPDATE sets SET cached_generation = ?2 WHERE model_set = ?1").bind(set, written),
   ]);
-  return (results[1]!.meta.changes ?? 0) > 0;
+}
+
+/** After a repair write of `generation` (not fenced, see recordCacheRegressed): only raises times. */
+export async function recordCacheRepaired(db: D1Database, set: string, generation: number, at: number): Promise<void> {
+  await db.batch([
+    db.prepare("UPDATE keys SET kv_replaced_at = MAX(COALESCE(kv_replaced_at, 0), ?3) WHERE model_set = ?1 AND generation < ?2 AND state = 'previous'").bind(set, generation, at),
+    db.prepare("UPDATE sets SET cached_generation = ?2, cached_at = ?3 WHERE model_set = ?1 AND (cached_generation IS NULL OR cached_generation <= ?2)").bind(set, generation, at),
+  ]);
 }
 
 /** The current row of a set with its ciphertext (read-path fallback and cache repair). */
 export async function currentRow(db: D1Database, set: string): Promise<CurrentRow | null> {
-  return db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(set).first<CurrentRow>();
+  const row = await db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(set).first();
+  return row ? decode<CurrentRow>(row) : null;
 }
 
-/** Every live row (pending, current, previous) of every set, without ciphertext: one statement per tick. */
+/** Every live row (pending, current, previous) of every set, without ciphertext. */
 export async function liveRows(db: D1Database): Promise<KeyRow[]> {
-  const { results } = await db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE state IN ('pending', 'current', 'previous')`).all<KeyRow>();
-  return results;
+  const { results } = await db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE state IN ('pending', 'current', 'previous')`).all();
+  return decodeAll<KeyRow>(results);
+}
+
+/**
+ * The cron's one round trip: record that a tick ran (engine status), and read every live row and
+ * every set's cache record.
+ */
+export async function tickSnapshot(db: D1Database, now: number): Promise<{ rows: KeyRow[]; sets: SetRow[] }> {
+  const [, rows, sets] = await db.batch([
+    db.prepare("INSERT INTO meta (name, value) VALUES ('last_tick_at', ?1) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)").bind(now),
+    db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE state IN ('pending', 'current', 'previous')`),
+    db.prepare("SELECT model_set, cached_generation, cached_at FROM sets"),
+  ]);
+  return { rows: decodeAll<KeyRow>(rows!.results), sets: sets!.results as unknown as SetRow[] };
+}
+
+/** No tick for longer than this: the cron is not running and overdue promises are not being extended. */
+export const STALLED_AFTER_MS = 3 * 60_000;
+
+/** The engine's health for /v1/admin/status: when the cron last ticked, and whether it stalled. */
+export async function engineStatus(db: D1Database, now: number): Promise<{ last_tick_at: string | null; stalled: boolean }> {
+  const [tick, keys] = await db.batch([db.prepare("SELECT value FROM meta WHERE name = 'last_tick_at'"), db.prepare("SELECT 1 AS any_key FROM keys LIMIT 1")]);
+  const last = (tick!.results[0] as { value: number } | undefined)?.value ?? null;
+  // Never ticked: stalled only once there is something to look after (keys minted on demand).
+  const stalled = last === null ? keys!.results.length > 0 : now - last > STALLED_AFTER_MS;
+  return { last_tick_at: last === null ? null : new Date(last).toISOString(), stalled };
 }
 
 /** Rows known by Baseten name (to tell our leftovers from other tools' keys). */
@@ -150,56 +391,10 @@ export async function rowsByName(db: D1Database, names: string[]): Promise<KeyRo
     const { results } = await db
       .prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE name IN (${chunk.map((_, j) => `?${j + 1}`).join(", ")})`)
       .bind(...chunk)
-      .all<KeyRow>();
-    out.push(...results);
+      .all();
+    out.push(...decodeAll<KeyRow>(results));
   }
   return out;
-}
-
-export async function markRevoked(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): Promise<void> {
-  await db.batch([
-    db.prepare("UPDATE keys SET state = 'revoked', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'previous'").bind(set, generation, now),
-    db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'revoked', ?4, ?5, ?3 WHERE changes() > 0").bind(set, generation, now, trigger, reason),
-  ]);
-}
-
-/** A pending whose key is known not to exist at Baseten (never minted, or found and deleted). */
-export async function markAbandoned(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): Promise<void> {
-  await db.batch([
-    db.prepare("UPDATE keys SET state = 'abandoned', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'").bind(set, generation, now),
-    db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'abandoned', ?4, ?5, ?3 WHERE changes() > 0").bind(set, generation, now, trigger, reason),
-  ]);
-}
-
-/** Moves a key's promised expiry later (never earlier). */
-export async function extendExpiry(db: D1Database, set: string, generation: number, expiresAt: number): Promise<void> {
-  await db.prepare("UPDATE keys SET expires_at = MAX(COALESCE(expires_at, 0), ?3) WHERE model_set = ?1 AND generation = ?2").bind(set, generation, expiresAt).run();
-}
-
-/** A set removed from MODEL_SETS: its current key becomes previous and runs out its promise. */
-export async function retireCurrent(db: D1Database, set: string, holder: string, generation: number, expiresAt: number, now: number): Promise<void> {
-  await db
-    .prepare(`UPDATE keys SET state = 'previous', replaced_at = ?4, expires_at = MAX(COALESCE(expires_at, 0), ?5) WHERE model_set = ?1 AND generation = ?3 AND state = 'current' AND ${LEASE_HELD}`)
-    .bind(set, holder, generation, now, expiresAt)
-    .run();
-}
-
-export interface RunRecord {
-  trigger: string;
-  outcome: string;
-  error: string | null;
-  at: number;
-}
-
-/** Releases the lease (if still ours) and records how the run ended, in one statement. */
-export async function release(db: D1Database, set: string, holder: string, run: RunRecord): Promise<void> {
-  await db
-    .prepare(
-      `UPDATE sets SET lease_holder = NULL, lease_expires_at = 0, last_trigger = ?3, last_outcome = ?4, last_error = ?5, last_run_at = ?6
-       WHERE model_set = ?1 AND lease_holder = ?2`,
-    )
-    .bind(set, holder, run.trigger, run.outcome, run.error, run.at)
-    .run();
 }
 
 export interface SetStatusRow {
@@ -246,7 +441,8 @@ export async function claimReceipt(db: D1Database, webhookId: string, now: numbe
 /** Turns this request's claim into the final answer, and prunes a few receipts older than `pruneBefore`. */
 export async function storeReceipt(db: D1Database, webhookId: string, claimedAt: number, status: number, body: string, pruneBefore: number): Promise<void> {
   await db.batch([
-    db.prepare("UPDATE webhook_receipts SET status = ?2, body = ?3 WHERE webhook_id = ?1 AND status = 0 AND received_at = ?4").bind(webhookId, status, body, claimedAt),
+    // The claim, or the provisional answer the rotation's own promote batch already stored.
+    db.prepare("UPDATE webhook_receipts SET status = ?2, body = ?3 WHERE webhook_id = ?1 AND received_at = ?4").bind(webhookId, status, body, claimedAt),
     // Bounded work per insert, and more than one row per insert, so the table drains itself.
     db
       .prepare("DELETE FROM webhook_receipts WHERE webhook_id IN (SELECT webhook_id FROM webhook_receipts WHERE received_at < ?1 ORDER BY received_at LIMIT 10)")

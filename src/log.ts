@@ -16,3 +16,8 @@ export function log(level: LogLevel, event: string, fields: Record<string, unkno
 export function redactSecrets(text: string): string {
   return text.replace(/[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{12,}/g, "[redacted]");
 }
+
+/** An error as short, redacted text for logs and run records (never key material). */
+export function errorText(err: unknown): string {
+  return redactSecrets(err instanceof Error ? err.message : String(err)).slice(0, 300);
+}

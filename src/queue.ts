@@ -1,11 +1,11 @@
 /**
  * The consumer of the cron's fan-out (wrangler.toml `[[queues.consumers]]`, README "Performance").
  *
- * When a tick finds more due sets than INLINE_ROTATION_BUDGET it sends one message per set
- * (cron.ts); each message runs the same per-set state machine as an inline tick. That is safe
- * to repeat: the set's lease lets one run at a time through, and a run with `mint: "due"`
- * decides under the lease whether anything is still due, so a redelivered or duplicated
- * message mints nothing more.
+ * When a tick finds more sets with work than INLINE_ROTATION_BUDGET it sends one message per set
+ * (cron.ts); each message runs exactly what an inline tick runs: `runSet` with `mint: "due"`,
+ * whose plan (src/rotation/policy.ts) covers recovery, rotation, extension, cache repair and
+ * revocation alike. That is safe to repeat: the set's lease lets one run at a time through and the
+ * plan is decided under it, so a redelivered or duplicated message does nothing more.
  *
  *   rotated / noop  ack
  *   busy            ack: another run holds the set's lease and does the same work; if that run
@@ -41,6 +41,7 @@ function setOf(body: unknown): string | null {
 /** Runs every set named in the batch once (duplicates share the run) and acks or retries each message. */
 export async function consumeRotations(engine: Engine, batch: MessageBatch<RotationMessage>): Promise<RunResult[]> {
   const bySet = new Map<string, Message<RotationMessage>[]>();
+  const recache = new Set<string>();
   for (const msg of batch.messages) {
     const set = setOf(msg.body);
     if (set === null) {
@@ -52,13 +53,15 @@ export async function consumeRotations(engine: Engine, batch: MessageBatch<Rotat
     let list = bySet.get(set);
     if (!list) bySet.set(set, (list = []));
     list.push(msg);
+    if ((msg.body as Partial<RotationMessage>).recache === true) recache.add(set);
   }
 
   const sets = [...bySet.keys()];
-  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due" }));
+  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due", recache: recache.has(set) }));
   results.forEach((result, i) => {
     for (const msg of bySet.get(sets[i]!)!) {
       if (result.outcome !== "failed") {
+        // rotated, noop, rejected (cannot happen for "due") and busy: nothing to retry.
         if (result.outcome === "busy") log("info", "run.skipped", { model_set: result.model_set, trigger: "queue", reason: "another run holds the lease" });
         msg.ack();
         continue;

@@ -6,7 +6,7 @@
  * thing its UI and list call show, so an operator can find (or revoke by hand) that key.
  */
 import type { Config } from "./config.ts";
-import { deliveryFailures, liveRows, setStatuses } from "./ledger.ts";
+import { deliveryFailures, engineStatus, liveRows, setStatuses } from "./ledger.ts";
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
 
@@ -32,8 +32,9 @@ export interface SetStatus {
  * from MODEL_SETS while its keys run out their promises). `config` is null when the
  * configuration is invalid: then only what D1 knows is shown.
  */
-export async function buildStatus(db: D1Database, config: Config | null, configProblems: string[]) {
-  const [rows, runs, failures] = await Promise.all([liveRows(db), setStatuses(db), deliveryFailures(db)]);
+// TODO(lead): pass the app's clock as `now` (admin route) so tests with a moved clock see the same time.
+export async function buildStatus(db: D1Database, config: Config | null, configProblems: string[], now = Date.now()) {
+  const [rows, runs, failures, engine] = await Promise.all([liveRows(db), setStatuses(db), deliveryFailures(db), engineStatus(db, now)]);
   const ids = new Set<string>([...(config?.sets.keys() ?? []), ...rows.map((r) => r.model_set)]);
   const runBySet = new Map(runs.map((r) => [r.model_set, r]));
   const sets: SetStatus[] = [...ids].sort().map((id) => {
@@ -45,7 +46,7 @@ export async function buildStatus(db: D1Database, config: Config | null, configP
       model_set: id,
       configured: config ? cfg !== undefined : null,
       enabled: config ? cfg?.enabled === true : null,
-      model_ids: cfg?.modelIds ?? (current ? (JSON.parse(current.model_ids) as string[]) : []),
+      model_ids: cfg?.modelIds ?? (current?.model_ids ?? []),
       generation: current?.generation ?? null,
       prefix: current?.prefix ?? null,
       created_at: iso(current?.created_at),
@@ -62,6 +63,7 @@ export async function buildStatus(db: D1Database, config: Config | null, configP
   return {
     sets,
     config_problems: configProblems,
+    engine,
     event_failures: failures.map((f) => ({
       subscriber: f.origin,
       event_id: f.failed_event_id,

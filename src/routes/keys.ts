@@ -10,8 +10,7 @@ import { type CurrentKey, keyDocument, nextAttempt } from "../document.ts";
 import type { Env } from "../env.ts";
 import { NO_STORE, fail, json } from "../http.ts";
 import { currentRow } from "../ledger.ts";
-import { log } from "../log.ts";
-import { errorText } from "../rotation.ts";
+import { errorText, log } from "../log.ts";
 
 async function currentKey(env: Env, config: Config, set: string, now: number): Promise<CurrentKey | null> {
   try {

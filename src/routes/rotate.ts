@@ -8,7 +8,8 @@ import type { Env } from "../env.ts";
 import { deliverEvents } from "../events.ts";
 import { fail, json } from "../http.ts";
 import { redactSecrets } from "../log.ts";
-import { type RunResult, type Trigger, createEngine, runSet } from "../rotation.ts";
+import { iso } from "../document.ts";
+import { type RunReport, type RunResult, type Trigger, createEngine, runSet } from "../rotation.ts";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 const MAX_REASON_LENGTH = 500;
@@ -89,48 +90,66 @@ export interface RotateContext {
   clock: () => number;
 }
 
+/** A webhook delivery's claim on its id, turned into the answer in the rotation's own D1 batch. */
+export interface ReceiptClaim {
+  webhookId: string;
+  claimedAt: number;
+}
+
 /** Runs `set` now (mint regardless of schedule) and answers per the contract; events go out after. */
-export async function rotateNow(c: RotateContext, set: string, trigger: Trigger, req: RotateRequest): Promise<Response> {
+export async function rotateNow(c: RotateContext, set: string, trigger: Trigger, req: RotateRequest, receipt?: ReceiptClaim): Promise<Response> {
   const setConfig = SET_ID.test(set) ? c.config.sets.get(set) : undefined;
   if (!setConfig) fail(404, "unknown_model_set", "no such model set");
   if (!setConfig.enabled) fail(409, "set_disabled", "the model set is disabled (enabled: false); enable it in MODEL_SETS to rotate it", { "retry-after": "60" });
   const engine = createEngine(c.config, c.env, c.clock);
-  const result = await runSet(engine, set, { trigger, mint: "now", revokePrevious: req.revokePrevious, reason: req.reason });
+  const result = await runSet(engine, set, {
+    trigger,
+    mint: "now",
+    revokePrevious: req.revokePrevious,
+    reason: req.reason,
+    receipt: receipt && { ...receipt, render: (report) => JSON.stringify(rotationBody(report, trigger, req)) },
+  });
   if (result.outcome !== "busy") deliverEvents(c.config, c.env.DB, result.events, c.ctx, { now: c.clock });
   return rotationResponse(result, trigger, req);
 }
 
-const iso = (ms: number) => new Date(ms).toISOString();
+/** The 200 body of a rotation (DESIGN §3). */
+export function rotationBody(r: RunReport, trigger: Trigger, req: RotateRequest) {
+  const m = r.minted!;
+  return {
+    model_set: r.model_set,
+    generation: m.generation,
+    created_at: iso(m.created_at),
+    refresh_at: iso(m.refresh_at),
+    expires_at: iso(m.expires_at),
+    replaced: r.replaced && { generation: r.replaced.generation, expires_at: iso(r.replaced.expires_at) },
+    revoked: r.revoked,
+    // Asked for (revoke_previous) and not yet confirmed gone at Baseten: the next cron tick revokes them.
+    revoke_pending: r.revokePending,
+    trigger,
+    reason: req.reason,
+  };
+}
 
 /** RunResult -> the contract's answer. Error messages are the engine's, already redacted. */
 export function rotationResponse(result: RunResult, trigger: Trigger, req: RotateRequest): Response {
   switch (result.outcome) {
     case "busy":
       return fail(409, "rotation_in_progress", "another rotation of this set is running; retry after it", { "retry-after": String(result.retryAfterS) });
+    case "rejected": {
+      const f = result.failure!;
+      const retry = f.retryAfterS ? { "retry-after": String(f.retryAfterS) } : undefined;
+      const status = f.code === "rate_limited" ? 429 : f.code === "unknown_model_set" || f.code === "unknown_generation" ? 404 : 409;
+      return fail(status, f.code, f.message, retry);
+    }
     case "failed":
       if (result.failure?.code.startsWith("upstream_")) return fail(502, "upstream_failed", result.failure.message);
+      if (result.failure?.code === "verify_failed") return fail(502, "verify_failed", result.failure.message);
       return fail(503, "rotation_failed", result.failure?.message ?? "the rotation failed", { "retry-after": "60" });
     case "noop":
-      // Only when a recent run died mid-mint: its key may still be landing; the next cron cleans up.
-      return fail(409, "rotation_in_progress", "a previous rotation of this set was interrupted; retry in a minute", { "retry-after": "60" });
-    case "rotated": {
-      const m = result.minted!;
-      // The leak response asked for the replaced key to go now; if Baseten refused, say so: the
-      // key is already past its expiry and the next cron tick revokes it.
-      const gone = result.replaced?.generation;
-      const revokePending = req.revokePrevious && gone !== undefined && !result.revoked.includes(gone) ? [gone] : [];
-      return json({
-        model_set: result.model_set,
-        generation: m.generation,
-        created_at: iso(m.created_at),
-        refresh_at: iso(m.refresh_at),
-        expires_at: iso(m.expires_at),
-        replaced: result.replaced && { generation: result.replaced.generation, expires_at: iso(result.replaced.expires_at) },
-        revoked: result.revoked,
-        revoke_pending: revokePending,
-        trigger,
-        reason: req.reason,
-      });
-    }
+      // Nothing was minted although a rotation was asked for (cannot happen with mint: "now").
+      return fail(409, "rotation_in_progress", "the rotation did not run; retry in a minute", { "retry-after": "60" });
+    case "rotated":
+      return json(rotationBody(result, trigger, req));
   }
 }

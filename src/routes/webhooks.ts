@@ -4,13 +4,18 @@
  *
  * Order matters: 415/413 (headers and size only), then the signature over the raw bytes,
  * then idempotency by webhook-id, and only then is the body parsed. Everything after the
- * receipt claim ends in exactly one of: the answer stored (2xx, 400, 404: final, a redelivery
- * gets it back and mints nothing) or the claim dropped (409, 5xx: a retry runs anew).
+ * receipt claim ends in exactly one of: the answer stored (2xx, 400: final, a redelivery gets
+ * it back and mints nothing) or the claim dropped (404, 409, 429, 5xx: a retry runs anew; an
+ * unknown set stores nothing, so a leaked secret cannot fill D1 with receipts).
+ *
+ * A rotation writes its receipt in the same D1 batch as its promote (src/ledger.ts, promote):
+ * once the new key is current, this id is answered from D1 even if storing the final answer
+ * below fails, so a redelivered revoke_previous never revokes the key its first delivery minted.
  */
 import { errorResponse, fail } from "../http.ts";
 import { claimReceipt, releaseReceipt, storeReceipt } from "../ledger.ts";
-import { log } from "../log.ts";
-import { LEASE_MS, errorText } from "../rotation.ts";
+import { errorText, log } from "../log.ts";
+import { LEASE_MS } from "../rotation.ts";
 import { verifyWebhook } from "../webhook-signature.ts";
 import { type RotateContext, parseRotateBody, readBody, requireJson, rotateNow } from "./rotate.ts";
 
@@ -21,7 +26,7 @@ const CLAIM_STALE_MS = 2 * LEASE_MS;
 /** A claim is normally held for one rotation: seconds. */
 const IN_PROGRESS_RETRY_S = 5;
 
-const isFinal = (status: number) => (status >= 200 && status < 300) || status === 400 || status === 404;
+const isFinal = (status: number) => (status >= 200 && status < 300) || status === 400;
 
 export async function rotationWebhook(request: Request, c: RotateContext): Promise<Response> {
   const secret = c.config.webhookSecret;
@@ -45,7 +50,7 @@ export async function rotationWebhook(request: Request, c: RotateContext): Promi
   try {
     const req = parseRotateBody(raw);
     if (req.model_set === undefined) fail(400, "invalid_body", "model_set is required");
-    response = await rotateNow(c, req.model_set, "webhook", req);
+    response = await rotateNow(c, req.model_set, "webhook", req, { webhookId: id, claimedAt: now });
   } catch (err) {
     response = errorResponse(err);
   }
