@@ -324,6 +324,18 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
   return { current: row ? decode<CurrentRow>(row) : null };
 }
 
+/** Frees the lease (if still ours) and records how the run ended: the fallback when `finish` failed. */
+export async function release(db: D1Database, set: string, holder: string, run: RunRecord | null): Promise<void> {
+  await db
+    .prepare(
+      `UPDATE sets SET lease_holder = NULL, lease_expires_at = 0, last_trigger = COALESCE(?3, last_trigger), last_outcome = COALESCE(?4, last_outcome),
+         last_error = CASE WHEN ?6 IS NULL THEN last_error ELSE ?5 END, last_run_at = COALESCE(?6, last_run_at)
+       WHERE model_set = ?1 AND lease_holder = ?2`,
+    )
+    .bind(set, holder, run?.trigger ?? null, run?.outcome ?? null, run?.error ?? null, run?.at ?? null)
+    .run();
+}
+
 /**
  * A run that lost the race wrote generation `written` over a newer `current` (its put landed
  * late). Not fenced (it no longer holds the lease), and only ever more cautious: the keys KV may

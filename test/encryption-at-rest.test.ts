@@ -7,7 +7,7 @@
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createApp } from "../src/app.ts";
-import { type CachedEntry, forgetInMemory, kvKey } from "../src/cache.ts";
+import { type CacheMetadata, forgetInMemory, kvKey } from "../src/cache.ts";
 import { fromBase64 } from "../src/crypto.ts";
 import type { KeyDocument } from "../src/document.ts";
 import type { Env } from "../src/env.ts";
@@ -98,10 +98,13 @@ describe("encryption at rest", () => {
     expect(results.map((r) => r.generation)).toEqual([1, 2, 3]);
     const ivs = results.map((r) => [...fromBase64(r.ciphertext).subarray(0, 12)].join(","));
     expect(new Set(ivs).size).toBe(3);
-    // KV caches the very ciphertext D1 holds for the current key (by design: one seal per mint).
-    const entry = JSON.parse((await env.KEYS.get(kvKey("demo")))!) as CachedEntry;
-    expect(entry.generation).toBe(3);
-    expect(entry.ct).toBe(results[2]!.ciphertext);
+    // KV holds the current key's whole entry sealed as one ciphertext (AAD: its KV key), not
+    // JSON: nothing of it (times, ids, the key) is readable or editable in KV.
+    const { value, metadata } = await env.KEYS.getWithMetadata<CacheMetadata>(kvKey("demo"));
+    expect(metadata?.g).toBe(3);
+    expect(() => JSON.parse(value!)).toThrow();
+    expect(value).not.toBe(results[2]!.ciphertext);
+    expect(fromBase64(value!).length).toBeGreaterThan(12 + 16 + 100);
   });
 
   it("with the wrong ENCRYPTION_KEY the read path fails closed with 500 and serves no key", async () => {

@@ -158,15 +158,16 @@ describe("webhook rotation", () => {
     expect(await mintCount(w)).toBe(0);
   });
 
-  it("an unknown set is 404, and that final answer is what a redelivery gets", async () => {
+  it("an unknown set is 404 and stores no receipt (a leaked secret cannot fill D1): a redelivery is answered 404 anew", async () => {
     const w = await makeWorld();
     const init = await signedWebhook(w, { model_set: "nope" }, { id: "msg_unknown" });
     const res = await w.request("/v1/webhooks/rotate", init);
     expect(res.status).toBe(404);
     expect(await res.json()).toMatchObject({ error: "unknown_model_set" });
+    expect((await w.env.DB.prepare("SELECT COUNT(*) AS n FROM webhook_receipts").first<{ n: number }>())?.n).toBe(0);
     const again = await w.request("/v1/webhooks/rotate", init);
     expect(again.status).toBe(404);
-    expect(again.headers.get("idempotent-replayed")).toBe("true");
+    expect(again.headers.get("idempotent-replayed")).toBeNull();
     expect(await mintCount(w)).toBe(0);
   });
 

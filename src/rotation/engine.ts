@@ -317,7 +317,7 @@ class Run {
         ...this.report,
         outcome: "rotated",
         minted: mintedTimes,
-        replaced: step.replaced && { generation: step.replaced.generation, expires_at: Math.max(this.current?.expires_at ?? 0, step.replaced.expiresAtLeast) },
+        replaced: step.replaced && { generation: step.replaced.generation, expires_at: step.revokeOthers ? createdAt : Math.max(this.current?.expires_at ?? 0, step.replaced.expiresAtLeast) },
         revokePending: step.revokeOthers ? others : [],
       }),
     };
@@ -364,7 +364,9 @@ class Run {
     this.fresh = { model_set: set, model_ids: c.model_ids, generation: c.generation, api_key: minted.apiKey, created_at: c.created_at, refresh_at: c.refresh_at!, expires_at: c.expires_at!, overlap_ms: c.overlap_ms };
     this.report.outcome = "rotated";
     this.report.minted = mintedTimes;
-    this.report.replaced = promoted.replaced && { generation: promoted.replaced.generation, expires_at: promoted.replaced.expires_at! };
+    // The leak response revokes the replaced key now: that is when it stops working (its recorded
+    // promise stays in D1, overridden by the explicit revoke_at).
+    this.report.replaced = promoted.replaced && { generation: promoted.replaced.generation, expires_at: step.revokeOthers ? createdAt : promoted.replaced.expires_at! };
     this.report.events.push({
       type: "key.rotated",
       model_set: set,
@@ -472,7 +474,10 @@ class Run {
         this.leaseEnd,
       ));
     } catch (err) {
-      log("warn", "lease.release_failed", { model_set: set, error: errorText(err) });
+      // The bookkeeping is lost (the next run redoes it: a second revoke answers 404, a cache
+      // record missing only makes KV count as behind); free the set at least.
+      log("warn", "run.finish_failed", { model_set: set, error: errorText(err) });
+      await this.bound(ledger.release(db, set, this.holder, record), "release", this.leaseEnd).catch((e) => log("warn", "lease.release_failed", { model_set: set, error: errorText(e) }));
       return;
     }
     // Fencing re-check: D1 moved past what this run wrote to KV (its lease ran out and another run
