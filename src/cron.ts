@@ -8,7 +8,7 @@ import type { KeyRow, SetRow, Snapshot } from "./ledger.ts";
 import { rowsByName, tickSnapshot } from "./ledger.ts";
 import { errorText, log } from "./log.ts";
 import { type Engine, type RunResult, runSet } from "./rotation/engine.ts";
-import { RUN_BUDGET_MS, type SetConfig, needsRun } from "./rotation/policy.ts";
+import { LEASE_MS, RUN_BUDGET_MS, type SetConfig, needsRun } from "./rotation/policy.ts";
 import type { Config } from "./config.ts";
 import type { RotationMessage } from "./env.ts";
 
@@ -40,6 +40,7 @@ export function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed:
     const recache =
       listed !== null && current !== undefined && cache?.cached_generation === current.generation && listed.get(id) !== current.generation && (cache.cached_at ?? 0) <= now - CACHE_SETTLE_MS;
     if (needsRun(snap, config.sets.get(id) as SetConfig | undefined, now, recache)) out.push({ model_set: id, recache });
+    else if (setRows.some((r) => r.state === "pending" && r.created_at > now - LEASE_MS)) log("info", "run.skipped", { model_set: id, reason: "a rotation of this set is in flight" });
   }
   return out;
 }

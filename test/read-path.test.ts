@@ -54,7 +54,11 @@ describe("read path", () => {
     const doc = (await (await w.getKey("demo")).json()) as KeyDocument;
     const refreshAt = Date.parse(doc.refresh_at);
 
-    // No rotation happens (no tick): past refresh_at the document points at the next minute.
+    // The rotation fails (Baseten down): the tick records an extended promise instead. Past
+    // refresh_at the document points at the next minute and carries that recorded promise.
+    await w.fake.fault({ op: "mint", kind: "500", count: 10 });
+    w.clock.set(refreshAt);
+    await w.tick();
     w.clock.set(refreshAt + 57_000); // memory expired long ago: read from KV, then remembered for 5 s
     const late1 = (await (await w.getKey("demo")).json()) as KeyDocument;
     w.clock.set(refreshAt + 61_000); // same memory entry, the next minute
