@@ -243,6 +243,37 @@ describe("BasetenClient", () => {
     expect(err.message).not.toContain("SuperSecretKeyMaterial0123456789");
   });
 
+  it("a call waiting for a concurrency slot still ends by the run's deadline (never sent, nothing applied)", async () => {
+    const fake = fakeTenant(env.BASETEN_API_BASE);
+    // One slot, held by a call the fake stalls for 3 s.
+    const h = harness({ concurrency: 1, timeoutMs: 5_000 }, fake);
+    await fake.fault({ op: "list", kind: "stall", stall_ms: 3_000 });
+    const started = Date.now();
+    const holder = h.client.list(started + 10_000).catch(() => null);
+    const queued = upstreamError(h.client.mint("bkr-demo-1-slot", ["abcd1234"], started + 400));
+    const err = record(h, await queued);
+    const waited = Date.now() - started;
+    expect(err).toMatchObject({ op: "mint", kind: "timeout", maybeApplied: false });
+    expect(waited).toBeLessThan(1_500);
+    await holder;
+    // The queued mint never reached Baseten.
+    expect((await fake.calls()).counts.mint ?? 0).toBe(0);
+  });
+
+  it("a slot freed after a waiter gave up goes to the next waiter", async () => {
+    const fake = fakeTenant(env.BASETEN_API_BASE);
+    const h = harness({ concurrency: 1, timeoutMs: 5_000 }, fake);
+    await fake.latency(300);
+    const now = Date.now();
+    const first = h.client.list(now + 10_000);
+    const gaveUp = upstreamError(h.client.list(now + 100));
+    const third = h.client.list(now + 10_000);
+    expect((await gaveUp).kind).toBe("timeout");
+    expect(Array.isArray(await first)).toBe(true);
+    expect(Array.isArray(await third)).toBe(true);
+    await fake.latency(0);
+  });
+
   it("no error message seen in this file contains the management key or an issued key", () => {
     expect(messages.length).toBeGreaterThan(20);
     expect(issuedKeys.length).toBeGreaterThan(3);
