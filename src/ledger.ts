@@ -275,6 +275,8 @@ export interface Finish {
   cached: { generation: number; at: number; dropped: boolean } | null;
   /** KV may have regressed before this write (the cron saw its list disagree): every older key counts as replaced from now. */
   overwriteReplaced?: boolean;
+  /** Read D1's current row again at the end (after a KV put): the fencing re-check. */
+  recheck: boolean;
   /** How the run ended; null leaves the last recorded run as it was (a rejected request). */
   run: RunRecord | null;
   trigger: string;
@@ -318,9 +320,9 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
       )
       .bind(f.set, f.holder, f.run?.trigger ?? null, f.run?.outcome ?? null, f.run?.error ?? null, f.run?.at ?? null, f.cached?.generation ?? null, f.cached?.at ?? null),
   );
-  if (f.cached) statements.push(db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(f.set));
+  if (f.recheck) statements.push(db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(f.set));
   const results = await db.batch(statements);
-  const row = f.cached ? results[results.length - 1]!.results[0] : undefined;
+  const row = f.recheck ? results[results.length - 1]!.results[0] : undefined;
   return { current: row ? decode<CurrentRow>(row) : null };
 }
 

@@ -12,7 +12,10 @@ import worker from "../src/index.ts";
 import { QUEUE_MAX_RETRIES, consumeRotations, retryDelaySeconds } from "../src/queue.ts";
 import { createEngine } from "../src/rotation.ts";
 import { loadConfig } from "../src/config.ts";
-import { type World, makeWorld } from "./helpers/world.ts";
+import { FaultPlan, faultyKV } from "./helpers/faulty-bindings.ts";
+import { elsewhere, kvGeneration, servedLive } from "./helpers/invariants.ts";
+import { sendWebhook } from "./helpers/webhooks.ts";
+import { type World, makeWorld, prefixOf } from "./helpers/world.ts";
 
 const QUEUE = "baseten-key-rotator-rotations";
 const DLQ = "baseten-key-rotator-dlq";
@@ -233,6 +236,40 @@ describe("queue consumer", () => {
     const { outcome } = await consume(w, QUEUE, [bad]);
     expect(outcome.explicitAcks).toEqual(["bad-1"]);
     expect(await mints(w)).toBe(0);
+  });
+});
+
+describe("one path: the queue consumer repairs what the inline tick repairs", () => {
+  it("revoke_previous whose KV put and delete failed: the tick queues the set, the consumer rewrites KV, no location serves the revoked key", async () => {
+    const plan = new FaultPlan();
+    const w = await makeWorld({ vars: { KEYS: faultyKV(env.KEYS, plan), INLINE_ROTATION_BUDGET: "0" } });
+    const other = elsewhere(w);
+    await consume(w, QUEUE, [message("demo"), message("other")]);
+    const leaked = await servedLive(w, "demo", "demo-svc", other);
+    plan.kv({ op: "put" }, { op: "delete" });
+    w.clock.advance(60_000);
+    expect((await sendWebhook(w, { model_set: "demo", reason: "leak", revoke_previous: true })).status).toBe(200);
+    expect(await kvGeneration("demo")).toBe(1); // the stale entry survived: elsewhere may serve it for now
+    const q = recordingQueue();
+    w.clock.advance(60_000);
+    const summary = await tick(w.engine(), q.queue);
+    expect(summary.queued).toBeGreaterThanOrEqual(1);
+    expect(q.bodies().map((b) => b.model_set)).toContain("demo");
+    const { results } = await consume(w, QUEUE, q.bodies().map((b) => message(b.model_set)));
+    expect(results.every((r) => r.outcome !== "failed")).toBe(true);
+    expect(await kvGeneration("demo")).toBe(2);
+    // Past every cache's lag, no location serves the revoked key.
+    w.clock.advance(65_000);
+    for (const via of [other, (s: string, c?: string) => w.getKey(s, c)]) {
+      const doc = await servedLive(w, "demo", "demo-svc", via);
+      expect(doc.generation).toBe(2);
+      expect(prefixOf(doc.api_key)).not.toBe(prefixOf(leaked.api_key));
+    }
+    // And the next tick has nothing left to do for it.
+    w.clock.advance(60_000);
+    const again = recordingQueue();
+    await tick(w.engine(), again.queue);
+    expect(again.bodies().map((b) => b.model_set)).not.toContain("demo");
   });
 });
 

@@ -31,7 +31,7 @@ import * as ledger from "../ledger.ts";
 import type { KeyRow, Snapshot } from "../ledger.ts";
 import { errorText, log } from "../log.ts";
 import { type VerifyConfig, verifyKey } from "../verify.ts";
-import { withDeadline } from "./deadline.ts";
+import { DeadlineError, withDeadline } from "./deadline.ts";
 import { LEASE_MS, type PlanOptions, RUN_BUDGET_MS, type SetConfig, type Step, plan, refreshAtFor } from "./policy.ts";
 
 export type Trigger = "cron" | "queue" | "webhook" | "admin";
@@ -182,6 +182,8 @@ class Run {
   private marked: number[] = [];
   private cached: { generation: number; at: number; dropped: boolean; overwrite?: boolean } | null = null;
   private extended = false;
+  /** A KV put that did not answer before the deadline: it may still land (checked in finish). */
+  private putUnknown: number | null = null;
   private revoked: ledger.Finish["revoked"] = [];
   private recordRun = true;
 
@@ -214,7 +216,8 @@ class Run {
     }
   }
 
-  private bound<T>(work: Promise<T> | (() => Promise<T>), what: string, until = this.deadline): Promise<T> {
+  /** Starts `work` only if the deadline has not passed, and stops waiting for it when it does. */
+  private bound<T>(work: () => Promise<T>, what: string, until = this.deadline): Promise<T> {
     return withDeadline(work, until, this.engine.clock, what);
   }
 
@@ -236,7 +239,7 @@ class Run {
       case "retire":
         return this.retire(step.generation);
       case "mark":
-        this.update(...(await this.bound(ledger.recordRevokeIntent(this.engine.db, this.set, this.holder, step.generations, this.engine.clock(), step.reason), "record revocation")));
+        this.update(...(await this.bound(() => ledger.recordRevokeIntent(this.engine.db, this.set, this.holder, step.generations, this.engine.clock(), step.reason), "record revocation")));
         return;
       case "mint":
         return this.mintAndPromote(step);
@@ -262,7 +265,7 @@ class Run {
 
   // retire ----------------------------------------------------------------------------------
   private async retire(generation: number) {
-    this.update(await this.bound(ledger.retireCurrent(this.engine.db, this.set, this.holder, generation, this.engine.clock()), "retire"));
+    this.update(await this.bound(() => ledger.retireCurrent(this.engine.db, this.set, this.holder, generation, this.engine.clock()), "retire"));
   }
 
   // mint ------------------------------------------------------------------------------------
@@ -276,7 +279,7 @@ class Run {
       this.report.events.push(failedEvent(set, this.opts, failure, clock()));
     };
 
-    const pending = await this.bound(ledger.recordPending(db, set, this.holder, clock(), { suffix: randomId(8), modelIds: step.modelIds, overlapMs: step.overlapMs }), "record pending");
+    const pending = await this.bound(() => ledger.recordPending(db, set, this.holder, clock(), { suffix: randomId(8), modelIds: step.modelIds, overlapMs: step.overlapMs }), "record pending");
     if (!pending) return failed({ code: "lease_lost", message: "the run lost its lease before it could mint", status: null });
     this.update(pending);
 
@@ -285,7 +288,7 @@ class Run {
       minted = await baseten.mint(pending.name, step.modelIds, this.deadline, cfg.teamId);
     } catch (err) {
       if (err instanceof UpstreamError && !err.maybeApplied) {
-        await this.bound(ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, "mint refused"), "abandon").catch(() => {});
+        await this.bound(() => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, "mint refused"), "abandon").catch(() => {});
       } else {
         // The answer was lost, malformed or empty: the key may exist. Treat it like a run that
         // died mid-mint, right away; if that fails too, the pending row stays for a later run.
@@ -298,7 +301,7 @@ class Run {
       const verdict = await verifyKey(cfg.verify as VerifyConfig, minted.apiKey, { deadline: this.deadline, clock });
       if (!verdict.ok) {
         await baseten.revoke(minted.prefix, this.deadline).catch((e) => log("warn", "revoke.failed", { model_set: set, generation: pending.generation, error: errorText(e) }));
-        await this.bound(ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, "verify_failed"), "abandon").catch(() => {});
+        await this.bound(() => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, "verify_failed"), "abandon").catch(() => {});
         return failed({ code: "verify_failed", message: verdict.message, status: null });
       }
     }
@@ -324,7 +327,7 @@ class Run {
 
     let promoted;
     try {
-      promoted = await this.bound(
+      promoted = await this.bound(() => 
         ledger.promote(db, {
           set,
           holder: this.holder,
@@ -348,7 +351,7 @@ class Run {
       // finds the key by name and deletes it.
       log("error", "promote.failed", { model_set: set, generation: pending.generation, error: errorText(err) });
       // If it committed, the leaked key is replaced: this location must stop serving it now.
-      if (step.revokeOthers) await this.bound(dropCache(kv, set, pending.generation), "kv delete").catch(() => {});
+      if (step.revokeOthers) await this.bound(() => dropCache(kv, set, pending.generation), "kv delete").catch(() => {});
       return failed({ code: "ledger_failed", message: "the key was minted but recording it in D1 failed; a later run cleans it up", status: null });
     }
     if (!promoted) {
@@ -386,7 +389,7 @@ class Run {
   // extend ----------------------------------------------------------------------------------
   private async extend(step: Extract<Step, { kind: "extend" }>) {
     if (step.onlyIfMintFailed && this.mint !== "failed") return;
-    const row = await this.bound(ledger.extendPromise(this.engine.db, this.set, this.holder, step.generation, step.expiresAt), "extend promise");
+    const row = await this.bound(() => ledger.extendPromise(this.engine.db, this.set, this.holder, step.generation, step.expiresAt), "extend promise");
     this.update(row);
     this.extended = row !== null;
     if (row) log("info", "promise.extended", { model_set: this.set, generation: step.generation, expires_at: iso(row.expires_at!) });
@@ -400,7 +403,7 @@ class Run {
     if (clock() >= this.deadline) return log("warn", "cache.skipped", { model_set: set, reason: "deadline" });
     if (step.drop) {
       const floor = this.snapshot.maxGeneration + 1;
-      await this.bound(dropCache(kv, set), "kv delete")
+      await this.bound(() => dropCache(kv, set), "kv delete")
         .then(() => (this.cached = { generation: floor, at: clock(), dropped: true }))
         .catch((err) => log("warn", "cache.drop_failed", { model_set: set, error: errorText(err) }));
       return;
@@ -411,16 +414,17 @@ class Run {
     const changed = this.mint === "minted" || this.extended;
     if (step.reason === "changed" && !changed && this.snapshot.cache?.cached_generation === current.generation) return;
     try {
-      const key = this.fresh?.generation === current.generation ? this.fresh : await this.bound(readCurrentFresh(db, config.encryptionKey, set), "read current");
+      const key = this.fresh?.generation === current.generation ? this.fresh : await this.bound(() => readCurrentFresh(db, config.encryptionKey, set), "read current");
       if (!key) return;
       if (clock() >= this.deadline) return log("warn", "cache.skipped", { model_set: set, reason: "deadline" });
-      await this.bound(writeCache(kv, config.encryptionKey, key), "kv put");
+      await this.bound(() => writeCache(kv, config.encryptionKey, key), "kv put");
       this.cached = { generation: key.generation, at: clock(), dropped: false, overwrite: step.reason === "suspect" };
     } catch (err) {
+      if (err instanceof DeadlineError) this.putUnknown = current.generation;
       log("warn", "cache.write_failed", { model_set: set, generation: current.generation, error: errorText(err) });
       // A leaked key must not stay in this location's cache: without a new entry, drop the old one.
       if (this.opts.revokePrevious && this.mint === "minted" && clock() < this.deadline) {
-        await this.bound(dropCache(kv, set, current.generation), "kv delete")
+        await this.bound(() => dropCache(kv, set, current.generation), "kv delete")
           .then(() => (this.cached = { generation: current.generation, at: clock(), dropped: true }))
           .catch((e) => log("warn", "cache.drop_failed", { model_set: set, error: errorText(e) }));
       }
@@ -466,10 +470,21 @@ class Run {
     const set = this.set;
     const r = this.report;
     const record = this.recordRun ? { trigger: this.opts.trigger, outcome: r.outcome, error: r.failure?.message ?? null, at: clock() } : null;
-    let after: CurrentKeyRow | null = null;
+    let after: CurrentKeyRow | null | undefined;
+    const recheck = (this.cached !== null && !this.cached.dropped) || this.putUnknown !== null;
     try {
       ({ current: after } = await this.bound(
-        ledger.finish(db, { set, holder: this.holder, revoked: this.revoked, cached: this.cached, run: record, trigger: this.opts.trigger, overwriteReplaced: this.cached?.overwrite === true }),
+        () =>
+          ledger.finish(db, {
+            set,
+            holder: this.holder,
+            revoked: this.revoked,
+            cached: this.cached,
+            run: record,
+            trigger: this.opts.trigger,
+            overwriteReplaced: this.cached?.overwrite === true,
+            recheck,
+          }),
         "finish",
         this.leaseEnd,
       ));
@@ -477,12 +492,21 @@ class Run {
       // The bookkeeping is lost (the next run redoes it: a second revoke answers 404, a cache
       // record missing only makes KV count as behind); free the set at least.
       log("warn", "run.finish_failed", { model_set: set, error: errorText(err) });
-      await this.bound(ledger.release(db, set, this.holder, record), "release", this.leaseEnd).catch((e) => log("warn", "lease.release_failed", { model_set: set, error: errorText(e) }));
-      return;
+      await this.bound(() => ledger.release(db, set, this.holder, record), "release", this.leaseEnd).catch((e) => log("warn", "lease.release_failed", { model_set: set, error: errorText(e) }));
     }
+    if (!recheck) return;
+    // A run past its lease still re-checks what its own KV put may have done (not fenced: it only reads).
+    after ??= await withDeadline(() => ledger.currentRow(db, set), clock() + 10_000, clock, "read current").catch(() => undefined);
     // Fencing re-check: D1 moved past what this run wrote to KV (its lease ran out and another run
     // promoted; this run's put landed after that run's). Rewrite KV from D1's current row.
     const written = this.cached && !this.cached.dropped ? this.cached.generation : null;
+    if (written === null && this.putUnknown !== null && after && after.generation !== this.putUnknown) {
+      // A put that may still land over a newer entry: count KV as behind, so the next run of any
+      // path rewrites it (this run cannot: its own put may overtake the repair).
+      log("warn", "cache.lost_race", { model_set: set, written: this.putUnknown, current: after.generation, landed: "unknown" });
+      await withDeadline(ledger.recordCacheRegressed(db, set, this.putUnknown, after.generation), clock() + 10_000, clock, "record cache").catch(() => {});
+      return;
+    }
     if (written === null || !after || after.generation === written) return;
     log("warn", "cache.lost_race", { model_set: set, written, current: after.generation });
     const until = clock() + 10_000;
