@@ -8,7 +8,7 @@ import type { KeyRow, SetRow, Snapshot } from "./ledger.ts";
 import { rowsByName, tickSnapshot } from "./ledger.ts";
 import { errorText, log } from "./log.ts";
 import { type Engine, type RunResult, runSet } from "./rotation/engine.ts";
-import { LEASE_MS, RUN_BUDGET_MS, type SetConfig, needsRun } from "./rotation/policy.ts";
+import { LEASE_MS, RUN_BUDGET_MS, type SetConfig, plan } from "./rotation/policy.ts";
 import type { Config } from "./config.ts";
 import type { RotationMessage } from "./env.ts";
 
@@ -19,6 +19,8 @@ export interface PlannedRun {
   model_set: string;
   /** KV's list disagrees with D1's record long after the last write: rewrite KV. */
   recache: boolean;
+  /** The tick's plan for the set mints (the run records its pending with the lease). */
+  mint: boolean;
 }
 
 /** Which sets have work at `now`, from the tick's snapshot of D1 and KV's list. */
@@ -39,7 +41,8 @@ export function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed:
     const current = setRows.find((r) => r.state === "current");
     const recache =
       listed !== null && current !== undefined && cache?.cached_generation === current.generation && listed.get(id) !== current.generation && (cache.cached_at ?? 0) <= now - CACHE_SETTLE_MS;
-    if (needsRun(snap, config.sets.get(id) as SetConfig | undefined, now, recache)) out.push({ model_set: id, recache });
+    const steps = plan(snap, config.sets.get(id) as SetConfig | undefined, now, { mint: "due", recache });
+    if (steps.length > 0) out.push({ model_set: id, recache, mint: steps.some((s) => s.kind === "mint") });
     else if (setRows.some((r) => r.state === "pending" && r.created_at > now - LEASE_MS)) log("info", "run.skipped", { model_set: id, reason: "a rotation of this set is in flight" });
   }
   return out;
@@ -87,12 +90,12 @@ export async function tick(engine: Engine, queue?: Queue<RotationMessage>): Prom
   if (queue && planned.length > engine.config.inlineBudget) {
     // Too many for one invocation's limits: one message per set, the queue consumer runs each.
     for (let i = 0; i < planned.length; i += 100) {
-      await queue.sendBatch(planned.slice(i, i + 100).map((p) => ({ body: { model_set: p.model_set, tick_at: now, ...(p.recache ? { recache: true } : {}) } })));
+      await queue.sendBatch(planned.slice(i, i + 100).map((p) => ({ body: { model_set: p.model_set, tick_at: now, mint: p.mint, ...(p.recache ? { recache: true } : {}) } })));
     }
     log("info", "tick", { planned: planned.length, inline: 0, queued: planned.length });
     return { planned: planned.length, inline: 0, queued: planned.length, results: [] };
   }
-  const results = await pool(planned, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger: "cron", mint: "due", recache: p.recache }));
+  const results = await pool(planned, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger: "cron", mint: "due", recache: p.recache, expectMint: p.mint }));
   for (const r of results) if (r.outcome === "busy") log("info", "run.skipped", { model_set: r.model_set, reason: "another run holds the lease" });
   const count = (o: string) => results.filter((r) => r.outcome === o).length;
   log("info", "tick", { planned: planned.length, inline: planned.length, queued: 0, rotated: count("rotated"), failed: count("failed") });

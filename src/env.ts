@@ -31,4 +31,6 @@ export interface RotationMessage {
   tick_at: number;
   /** The tick saw KV's list disagree with D1 long after the last write: rewrite KV. */
   recache?: boolean;
+  /** The tick's plan for the set mints (the consumer records the pending with the lease). */
+  mint?: boolean;
 }

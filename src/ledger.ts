@@ -74,18 +74,33 @@ function decode<T extends KeyRow>(raw: unknown): T {
 }
 const decodeAll = <T extends KeyRow>(results: unknown[]): T[] => results.map((r) => decode<T>(r));
 
-export type Acquired = { leased: false; leaseExpiresAt: number } | { leased: true; snapshot: Snapshot };
+export type Acquired = { leased: false; leaseExpiresAt: number } | { leased: true; snapshot: Snapshot; pending: KeyRow | null };
+
+/** A pending row recorded with the lease, when the caller expects to mint (it saves a round trip). */
+export interface PendingRequest {
+  /** Random suffix of the Baseten name: `bkr-<set>-<generation>-<suffix>`. */
+  suffix: string;
+  modelIds: string[];
+  overlapMs: number;
+}
+
+const INSERT_PENDING = `INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, created_at)
+       SELECT ?1, g, 'pending', 'bkr-' || ?1 || '-' || g || '-' || ?3, ?4, ?5, ?6
+       FROM (SELECT COALESCE(MAX(generation), 0) + 1 AS g FROM keys WHERE model_set = ?1)
+       WHERE ${LEASE_HELD}
+       RETURNING ${ROW_COLUMNS}`;
 
 /** On-demand rotations (webhook, admin) count against the per-set limit over this window. */
 export const ON_DEMAND_WINDOW_MS = 10 * 60_000;
 export const ON_DEMAND_LIMIT = 10;
 
 /**
- * One round trip: take the set's lease (compare-and-set with an expiry) and read the set as it
- * stands under the lease: its live rows, its cache record, its highest generation and (for an
- * on-demand run) its recent on-demand mints.
+ * One round trip: take the set's lease (compare-and-set with an expiry), record a pending row
+ * if the caller expects to mint (the policy decides under the lease; an unused one is deleted
+ * when the run finishes), and read the set as it stands under the lease: its live rows, its
+ * cache record, its highest generation and (on demand) its recent on-demand mints.
  */
-export async function acquire(db: D1Database, set: string, holder: string, now: number, leaseMs: number, onDemand: boolean): Promise<Acquired> {
+export async function acquire(db: D1Database, set: string, holder: string, now: number, leaseMs: number, onDemand: boolean, pending: PendingRequest | null = null): Promise<Acquired> {
   const statements = [
     db
       .prepare(
@@ -95,6 +110,9 @@ export async function acquire(db: D1Database, set: string, holder: string, now: 
       )
       .bind(set, holder, now + leaseMs, now),
     db.prepare("SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at FROM sets WHERE model_set = ?1").bind(set),
+    pending
+      ? db.prepare(INSERT_PENDING).bind(set, holder, pending.suffix, JSON.stringify(pending.modelIds), pending.overlapMs, now)
+      : db.prepare("SELECT 1 WHERE 0"),
     db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') ORDER BY generation`).bind(set),
     db.prepare("SELECT COALESCE(MAX(generation), 0) AS g FROM keys WHERE model_set = ?1").bind(set),
   ];
@@ -108,30 +126,25 @@ export async function acquire(db: D1Database, set: string, holder: string, now: 
   const results = await db.batch(statements);
   const lease = results[1]!.results[0] as (SetRow & { lease_holder: string | null; lease_expires_at: number }) | undefined;
   if (!lease || lease.lease_holder !== holder) return { leased: false, leaseExpiresAt: lease?.lease_expires_at ?? now };
+  const own = results[2]!.results[0] ? decode<KeyRow>(results[2]!.results[0]) : null;
+  const rows = decodeAll<KeyRow>(results[3]!.results).filter((r) => r.generation !== own?.generation);
   return {
     leased: true,
+    pending: own,
     snapshot: {
       set,
-      rows: decodeAll<KeyRow>(results[2]!.results),
+      // This run's own pending is not part of the set's state the policy looks at: it is the mint's.
+      rows,
       cache: { model_set: set, cached_generation: lease.cached_generation, cached_at: lease.cached_at },
-      maxGeneration: (results[3]!.results[0] as { g: number }).g,
-      onDemandMints: onDemand ? (results[4]!.results as { at: number }[]).map((r) => r.at) : [],
+      maxGeneration: Math.max(0, (results[4]!.results[0] as { g: number }).g - (own ? 1 : 0)),
+      onDemandMints: onDemand ? (results[5]!.results as { at: number }[]).map((r) => r.at) : [],
     },
   };
 }
 
 /** Records the next generation as pending, with its Baseten name, before Baseten is called. Null: the lease is gone. */
-export async function recordPending(db: D1Database, set: string, holder: string, now: number, p: { suffix: string; modelIds: string[]; overlapMs: number }): Promise<KeyRow | null> {
-  const row = await db
-    .prepare(
-      `INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, created_at)
-       SELECT ?1, g, 'pending', 'bkr-' || ?1 || '-' || g || '-' || ?3, ?4, ?5, ?6
-       FROM (SELECT COALESCE(MAX(generation), 0) + 1 AS g FROM keys WHERE model_set = ?1)
-       WHERE ${LEASE_HELD}
-       RETURNING ${ROW_COLUMNS}`,
-    )
-    .bind(set, holder, p.suffix, JSON.stringify(p.modelIds), p.overlapMs, now)
-    .first();
+export async function recordPending(db: D1Database, set: string, holder: string, now: number, p: PendingRequest): Promise<KeyRow | null> {
+  const row = await db.prepare(INSERT_PENDING).bind(set, holder, p.suffix, JSON.stringify(p.modelIds), p.overlapMs, now).first();
   return row ? decode<KeyRow>(row) : null;
 }
 
@@ -275,6 +288,8 @@ export interface Finish {
   cached: { generation: number; at: number; dropped: boolean } | null;
   /** KV may have regressed before this write (the cron saw its list disagree): every older key counts as replaced from now. */
   overwriteReplaced?: boolean;
+  /** The generation of a pending recorded with the lease and not used (deleted). */
+  unusedPending: number | null;
   /** Read D1's current row again at the end (after a KV put): the fencing re-check. */
   recheck: boolean;
   /** How the run ended; null leaves the last recorded run as it was (a rejected request). */
@@ -296,6 +311,8 @@ export interface RunRecord {
  */
 export async function finish(db: D1Database, f: Finish): Promise<{ current: CurrentRow | null }> {
   const statements: D1PreparedStatement[] = [];
+  // A pending recorded with the lease that the plan did not mint with: it never reached Baseten.
+  if (f.unusedPending !== null) statements.push(db.prepare("DELETE FROM keys WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'").bind(f.set, f.unusedPending));
   for (const r of f.revoked) {
     statements.push(
       db.prepare("UPDATE keys SET state = 'revoked', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'previous'").bind(f.set, r.generation, r.at),

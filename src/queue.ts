@@ -42,6 +42,7 @@ function setOf(body: unknown): string | null {
 export async function consumeRotations(engine: Engine, batch: MessageBatch<RotationMessage>): Promise<RunResult[]> {
   const bySet = new Map<string, Message<RotationMessage>[]>();
   const recache = new Set<string>();
+  const expectMint = new Set<string>();
   for (const msg of batch.messages) {
     const set = setOf(msg.body);
     if (set === null) {
@@ -54,10 +55,11 @@ export async function consumeRotations(engine: Engine, batch: MessageBatch<Rotat
     if (!list) bySet.set(set, (list = []));
     list.push(msg);
     if ((msg.body as Partial<RotationMessage>).recache === true) recache.add(set);
+    if ((msg.body as Partial<RotationMessage>).mint === true) expectMint.add(set);
   }
 
   const sets = [...bySet.keys()];
-  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due", recache: recache.has(set) }));
+  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due", recache: recache.has(set), expectMint: expectMint.has(set) }));
   results.forEach((result, i) => {
     for (const msg of bySet.get(sets[i]!)!) {
       if (result.outcome !== "failed") {

@@ -75,6 +75,8 @@ export interface RunOptions {
   reason?: string | null;
   /** The cron saw KV's list disagree with D1 long after the last write: rewrite KV. */
   recache?: boolean;
+  /** With mint "due": the caller's own plan expects a mint (the pending is recorded with the lease). */
+  expectMint?: boolean;
   /**
    * A webhook delivery's claim on its id: the promote applies only while the claim is still this
    * delivery's, and turns it into the answer `render` gives in the same D1 batch (DESIGN §3).
@@ -124,12 +126,18 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
 
   // 1. acquire
   let snapshot: Snapshot;
+  let pending: KeyRow | null;
   try {
-    const acquired = await withDeadline(ledger.acquire(db, set, holder, startedAt, LEASE_MS, opts.mint === "now"), startedAt + RUN_BUDGET_MS, clock, "acquire");
+    // Expecting a mint (on demand, or the cron's plan said so), the pending row is recorded in the
+    // same round trip; the policy still decides under the lease, and an unused one is deleted.
+    const expect = cfg?.enabled && (opts.mint === "now" || (opts.mint === "due" && opts.expectMint === true));
+    const request = expect ? { suffix: randomId(8), modelIds: cfg.modelIds, overlapMs: cfg.overlapMs } : null;
+    const acquired = await withDeadline(() => ledger.acquire(db, set, holder, startedAt, LEASE_MS, opts.mint === "now", request), startedAt + RUN_BUDGET_MS, clock, "acquire");
     if (!acquired.leased) {
       return { outcome: "busy", model_set: set, retryAfterS: Math.min(90, Math.max(1, Math.ceil((acquired.leaseExpiresAt - startedAt) / 1000))) };
     }
     snapshot = acquired.snapshot;
+    pending = acquired.pending;
   } catch (err) {
     log("error", "lease.failed", { model_set: set, trigger: opts.trigger, error: errorText(err) });
     const failure = { code: "ledger_failed", message: "could not take the set's lease in D1", status: null };
@@ -137,7 +145,7 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
   }
 
   // 2. plan
-  const run = new Run(engine, set, cfg, opts, holder, startedAt, snapshot);
+  const run = new Run(engine, set, cfg, opts, holder, startedAt, snapshot, pending);
   const steps = plan(snapshot, cfg, startedAt, planOptions(opts));
 
   // 3. apply
@@ -195,6 +203,8 @@ class Run {
     private readonly holder: string,
     startedAt: number,
     private readonly snapshot: Snapshot,
+    /** A pending recorded with the lease, for the mint step (deleted at the end if unused). */
+    private ownPending: KeyRow | null,
   ) {
     this.report = emptyReport(set);
     this.deadline = startedAt + RUN_BUDGET_MS;
@@ -279,7 +289,9 @@ class Run {
       this.report.events.push(failedEvent(set, this.opts, failure, clock()));
     };
 
-    const pending = await this.bound(() => ledger.recordPending(db, set, this.holder, clock(), { suffix: randomId(8), modelIds: step.modelIds, overlapMs: step.overlapMs }), "record pending");
+    const own = this.ownPending && this.ownPending.overlap_ms === step.overlapMs && this.ownPending.model_ids.join("\n") === step.modelIds.join("\n") ? this.ownPending : null;
+    this.ownPending = own === null ? this.ownPending : null;
+    const pending = own ?? (await this.bound(() => ledger.recordPending(db, set, this.holder, clock(), { suffix: randomId(8), modelIds: step.modelIds, overlapMs: step.overlapMs }), "record pending"));
     if (!pending) return failed({ code: "lease_lost", message: "the run lost its lease before it could mint", status: null });
     this.update(pending);
 
@@ -483,6 +495,7 @@ class Run {
             run: record,
             trigger: this.opts.trigger,
             overwriteReplaced: this.cached?.overwrite === true,
+            unusedPending: this.ownPending?.generation ?? null,
             recheck,
           }),
         "finish",

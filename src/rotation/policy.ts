@@ -213,8 +213,3 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   if (due.length > 0 || opts.revokePrevious) steps.push({ kind: "revoke", generations: due });
   return steps;
 }
-
-/** Whether the cron has anything to run for this set (the planner's question). */
-export function needsRun(snap: Snapshot, cfg: SetConfig | undefined, now: number, recache = false): boolean {
-  return plan(snap, cfg, now, { mint: "due", recache }).length > 0;
-}
