@@ -62,7 +62,7 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
  * A counting semaphore: at most `limit` holders at once, FIFO. A caller with a deadline stops
  * waiting for a slot when it passes (DeadlineError), and leaves the queue.
  */
-export class Semaphore {
+class Semaphore {
   private active = 0;
   private waiting: (() => void)[] = [];
   constructor(private readonly limit: number) {}

@@ -24,7 +24,7 @@ export interface PlannedRun {
 }
 
 /** Which sets have work at `now`, from the tick's snapshot of D1 and KV's list. */
-export function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed: Map<string, number> | null, now: number): PlannedRun[] {
+function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed: Map<string, number> | null, now: number): PlannedRun[] {
   const bySet = new Map<string, KeyRow[]>();
   for (const r of rows) {
     let list = bySet.get(r.model_set);

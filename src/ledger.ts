@@ -268,7 +268,7 @@ export async function recordRevokeIntent(db: D1Database, set: string, holder: st
 }
 
 /** A pending whose key is known not to exist at Baseten (never minted, or found and deleted). */
-export function abandonStatements(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): D1PreparedStatement[] {
+function abandonStatements(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): D1PreparedStatement[] {
   return [
     db.prepare("UPDATE keys SET state = 'abandoned', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'").bind(set, generation, now),
     db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'abandoned', ?4, ?5, ?3 WHERE changes() > 0").bind(set, generation, now, trigger, reason),

@@ -7,6 +7,7 @@
 import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import type { KeyDocument } from "../src/document.ts";
+import { type RunReport, runSet } from "../src/rotation.ts";
 import { FaultPlan, faultyD1 } from "./helpers/faulty-bindings.ts";
 import { expectConverged, rows, servedLive } from "./helpers/invariants.ts";
 import { sendWebhook, signedWebhook } from "./helpers/webhooks.ts";
@@ -48,6 +49,32 @@ describe("revoke_previous", () => {
       { generation: 2, state: "revoked", revoke_at: w.clock.now(), revoke_reason: "revoke_previous" },
     ]);
     expect((await servedLive(w)).generation).toBe(3);
+    await expectConverged(w, "demo");
+  });
+});
+
+describe("emergency revoke through the engine (POST /v1/admin/revoke/{set})", () => {
+  it("revokes the named non-current keys now, recorded first; the current key and unknown generations are refused; already revoked ones are skipped", async () => {
+    const w = await makeWorld(SET);
+    await w.tick();
+    for (let i = 0; i < 2; i++) {
+      w.clock.advance(MIN);
+      expect((await adminRotate(w)).status).toBe(200);
+    }
+    const revoke = (revoke: { generations: number[] } | { allPrevious: true }) => runSet(w.engine(), "demo", { trigger: "admin", mint: false, revoke, reason: "incident 7" }) as Promise<RunReport>;
+    expect(await revoke({ generations: [3] })).toMatchObject({ outcome: "rejected", failure: { code: "is_current" }, revoked: [] });
+    expect(await revoke({ generations: [9] })).toMatchObject({ outcome: "rejected", failure: { code: "unknown_generation" }, revoked: [] });
+    expect((await w.fake.liveKeys()).length).toBe(3);
+    expect(await revoke({ generations: [1] })).toMatchObject({ outcome: "noop", revoked: [1] });
+    expect(await revoke({ generations: [1] })).toMatchObject({ revoked: [] });
+    expect(await revoke({ allPrevious: true })).toMatchObject({ revoked: [2] });
+    const states = (await env.DB.prepare("SELECT generation, state, revoke_reason FROM keys WHERE model_set = 'demo' ORDER BY generation").all()).results;
+    expect(states).toEqual([
+      { generation: 1, state: "revoked", revoke_reason: "incident 7" },
+      { generation: 2, state: "revoked", revoke_reason: "incident 7" },
+      { generation: 3, state: "current", revoke_reason: null },
+    ]);
+    expect((await w.fake.liveKeys()).length).toBe(1);
     await expectConverged(w, "demo");
   });
 });

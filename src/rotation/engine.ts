@@ -542,7 +542,7 @@ type CurrentKeyRow = ledger.CurrentRow;
  * Pendings whose mint may have happened: look their names up at Baseten, delete what is
  * found, mark them abandoned. Throws (leaving them pending) if Baseten can't be asked.
  */
-export async function recoverPendings(engine: Engine, pendings: Pick<KeyRow, "model_set" | "generation" | "name">[], trigger: Trigger, deadline: number): Promise<void> {
+async function recoverPendings(engine: Engine, pendings: Pick<KeyRow, "model_set" | "generation" | "name">[], trigger: Trigger, deadline: number): Promise<void> {
   const listed = await engine.baseten.list(deadline);
   const byName = new Map(listed.map((k) => [k.name, k]));
   for (const p of pendings) {

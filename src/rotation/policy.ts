@@ -79,8 +79,6 @@ export type Step =
   | { kind: "cache"; drop: boolean; reason: "behind" | "suspect" | "changed" | "retired" }
   | { kind: "revoke"; generations: { generation: number; reason: string }[] };
 
-export type StepKind = Step["kind"];
-
 export interface PlanOptions {
   /** "due": only if the schedule says so (cron, queue); "now": regardless (webhook, admin); false: no mint. */
   mint: "due" | "now" | false;
@@ -114,7 +112,7 @@ export function refreshAtFor(cfg: SetConfig, mintedAt: number, previousRefreshAt
 const sameIds = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
 
 /** The promise an overdue current key needs now, or null if it has enough. */
-export function overdueExtension(current: KeyRow, cfg: SetConfig, now: number): number | null {
+function overdueExtension(current: KeyRow, cfg: SetConfig, now: number): number | null {
   const overlap = Math.max(cfg.overlapMs, current.overlap_ms);
   const need = nextAttempt(now) + OVERDUE_COVER_MS + overlap;
   return (current.expires_at ?? 0) >= need ? null : need + TICK_MS;
