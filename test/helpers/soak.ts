@@ -421,7 +421,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   /** Whether KV's (fresh) entry for `set` held `generation` at any time in [from, to]. */
   function kvHeld(set: string, generation: number, from: number, to: number): boolean {
     const versions = history.get(`key:${set}`) ?? [];
-    const genOf = (v: { value: string | null }) => (v.value === null ? null : (JSON.parse(v.value) as { generation: number }).generation);
+    // KV values are sealed whole (src/cache.ts): the generation is in the entry's metadata.
+    const genOf = (v: { value: string | null; metadata: unknown }) => (v.value === null ? null : ((v.metadata as { g?: number } | null)?.g ?? null));
     let atFrom: number | null = null;
     for (const v of versions) {
       if (v.at <= from) atFrom = genOf(v);
