@@ -356,7 +356,8 @@ async function rotationInline() {
   await counters(w, true);
   await scheduled(w);
   const steady = cost(await counters(w), await callsSince(tenant, before), SETS);
-  await sql(w, "UPDATE keys SET expires_at = ?1 WHERE state = 'previous'", Date.now() - 1);
+  // (engine v2: a previous key also waits until KV has served its replacement for 65 s)
+  await sql(w, "UPDATE keys SET expires_at = ?1, kv_replaced_at = ?1 - 65000 WHERE state = 'previous'", Date.now() - 1);
   before = await fakeCounts(tenant);
   await counters(w, true);
   await scheduled(w);
