@@ -149,18 +149,19 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
   const steps = plan(snapshot, cfg, startedAt, planOptions(opts));
 
   // 3. apply
-  try {
-    for (const step of steps) {
-      if (step.kind === "reject") {
-        run.reject(step);
-        break;
-      }
-      await run.apply(step);
+  for (const step of steps) {
+    if (step.kind === "reject") {
+      run.reject(step);
+      break;
     }
-  } catch (err) {
-    // Unexpected (a D1 write failed mid-way): everything written so far is consistent on its own.
-    log("error", "run.failed", { model_set: set, trigger: opts.trigger, error: errorText(err) });
-    run.fail({ code: "internal", message: "the run stopped on an internal error; the next run converges", status: null });
+    try {
+      await run.apply(step);
+    } catch (err) {
+      // Unexpected (a D1 write failed, the deadline passed): everything written so far is
+      // consistent on its own, and the later steps still run (a failed mint still extends).
+      log("error", "run.step_failed", { model_set: set, trigger: opts.trigger, step: step.kind, error: errorText(err) });
+      run.stepFailed(step.kind, { code: "internal", message: `the run's ${step.kind} step stopped on an internal error; the next run converges`, status: null });
+    }
   }
 
   // 4. finish
@@ -235,6 +236,11 @@ class Run {
     this.report.outcome = "rejected";
     this.report.failure = { code: step.code, message: step.message, status: null, retryAfterS: step.retryAfterS };
     this.recordRun = false;
+  }
+
+  stepFailed(kind: Step["kind"], failure: Failure) {
+    if (kind === "mint" && this.mint === "none") this.mint = "failed";
+    this.fail(failure);
   }
 
   fail(failure: Failure) {

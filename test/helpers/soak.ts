@@ -523,7 +523,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       if (revokePrevious && before?.prefix) {
         const after = await env.DB.prepare("SELECT state FROM keys WHERE model_set = ?1 AND generation = ?2").bind(set, before.generation).first<{ state: string }>();
         if (after?.state !== "current") {
-          emergency.set(before.prefix, e0);
+          // Engine v2: revoke_previous revokes every key of the set other than the new one.
+          for (const r of rows) if (r.model_set === set && r.prefix && (r.state === "current" || r.state === "previous")) emergency.set(r.prefix, e0);
           report.emergencyRevokes++;
         }
       }
