@@ -110,7 +110,7 @@ describe("plan: which steps a set gets", () => {
   it("the replaced key keeps its recorded promise and at least overlap from now", () => {
     const current = currentDueIn(5 * MIN);
     const mint = plan(snap([current]), CFG, T, now).find((s) => s.kind === "mint")!;
-    expect(mint).toMatchObject({ replaced: { generation: 5, expiresAtLeast: T + HOUR }, previousRefreshAt: null, why: "on_demand" });
+    expect(mint).toMatchObject({ replaced: { generation: 5, keepMs: HOUR }, previousRefreshAt: null, why: "on_demand" });
     const scheduled = plan(snap([currentDueIn(RUN_AHEAD_MS)]), CFG, T, due).find((s) => s.kind === "mint")!;
     expect(scheduled).toMatchObject({ why: "schedule", previousRefreshAt: T + RUN_AHEAD_MS });
   });
@@ -118,7 +118,7 @@ describe("plan: which steps a set gets", () => {
   it("a lowered overlap in the config never lowers what the replaced key keeps", () => {
     const current = currentDueIn(RUN_AHEAD_MS, { overlap_ms: 2 * HOUR });
     const mint = plan(snap([current]), { ...CFG, overlapMs: 2 * MIN }, T, due).find((s) => s.kind === "mint")!;
-    expect(mint).toMatchObject({ replaced: { expiresAtLeast: T + 2 * HOUR } });
+    expect(mint).toMatchObject({ replaced: { keepMs: 2 * HOUR } });
   });
 });
 

@@ -338,7 +338,7 @@ class Run {
         ...this.report,
         outcome: "rotated",
         minted: mintedTimes,
-        replaced: step.replaced && { generation: step.replaced.generation, expires_at: step.revokeOthers ? createdAt : Math.max(this.current?.expires_at ?? 0, step.replaced.expiresAtLeast) },
+        replaced: step.replaced && { generation: step.replaced.generation, expires_at: step.revokeOthers ? createdAt : Math.max(this.current?.expires_at ?? 0, createdAt + step.replaced.keepMs) },
         revokePending: step.revokeOthers ? others : [],
       }),
     };
@@ -355,7 +355,7 @@ class Run {
           createdAt,
           refreshAt,
           expiresAt,
-          replaced: step.replaced,
+          replaced: step.replaced && { generation: step.replaced.generation, expiresAtLeast: createdAt + step.replaced.keepMs },
           revokeOthers: step.revokeOthers,
           trigger: this.opts.trigger,
           reason: this.opts.reason ?? null,

@@ -68,8 +68,8 @@ export type Step =
       why: "first" | "schedule" | "scope" | "on_demand";
       modelIds: string[];
       overlapMs: number;
-      /** The current key being replaced, and the least expiry it keeps. */
-      replaced: { generation: number; expiresAtLeast: number } | null;
+      /** The current key being replaced, and how long it stays live at least after its replacement (overlap). */
+      replaced: { generation: number; keepMs: number } | null;
       /** The anchor of the new key's refresh_at (a scheduled rotation keeps the cadence). */
       previousRefreshAt: number | null;
       /** The leak response: revoke every key of the set other than the new one. */
@@ -185,7 +185,7 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
       why,
       modelIds: [...cfg.modelIds],
       overlapMs: cfg.overlapMs,
-      replaced: current ? { generation: current.generation, expiresAtLeast: now + Math.max(cfg.overlapMs, current.overlap_ms) } : null,
+      replaced: current ? { generation: current.generation, keepMs: Math.max(cfg.overlapMs, current.overlap_ms) } : null,
       previousRefreshAt: why === "schedule" ? current!.refresh_at : null,
       revokeOthers: opts.revokePrevious === true,
     });
