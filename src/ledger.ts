@@ -335,7 +335,8 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
            cached_generation = CASE WHEN ?7 IS NULL THEN cached_generation ELSE ?7 END, cached_at = CASE WHEN ?7 IS NULL THEN cached_at ELSE ?8 END
          WHERE model_set = ?1 AND lease_holder = ?2`,
       )
-      .bind(f.set, f.holder, f.run?.trigger ?? null, f.run?.outcome ?? null, f.run?.error ?? null, f.run?.at ?? null, f.cached?.generation ?? null, f.cached?.at ?? null),
+      // A dropped entry is recorded as generation 0 (KV holds none): a current key then counts as behind.
+      .bind(f.set, f.holder, f.run?.trigger ?? null, f.run?.outcome ?? null, f.run?.error ?? null, f.run?.at ?? null, f.cached ? (f.cached.dropped ? 0 : f.cached.generation) : null, f.cached?.at ?? null),
   );
   if (f.recheck) statements.push(db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(f.set));
   const results = await db.batch(statements);

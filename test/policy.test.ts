@@ -82,7 +82,7 @@ describe("plan: which steps a set gets", () => {
     { name: "KV never confirmed (upgrade from v1): re-cache", rows: [currentDueIn(HOUR)], snap: { cache: null }, steps: ["cache"] },
     { name: "the cron suspects KV regressed: re-cache", rows: [currentDueIn(HOUR)], opts: { mint: "due", recache: true }, steps: ["cache"] },
     { name: "a removed set: retire, drop its cache entry", rows: [currentDueIn(HOUR)], cfg: null, steps: ["retire", "cache"] },
-    { name: "a removed set whose entry is already dropped: nothing", rows: [row(5, "previous", { expires_at: T + HOUR })], cfg: null, snap: { cache: { model_set: "demo", cached_generation: 6, cached_at: T - HOUR } }, steps: [] },
+    { name: "a removed set whose entry is already dropped: nothing", rows: [row(5, "previous", { expires_at: T + HOUR })], cfg: null, snap: { cache: { model_set: "demo", cached_generation: 0, cached_at: T - HOUR } }, steps: [] },
     { name: "on demand: mint now", rows: [currentDueIn(10 * HOUR)], opts: now, steps: ["mint", "cache"] },
     { name: "on demand with revoke_previous: mint, cache, revoke the others", rows: [currentDueIn(10 * HOUR)], opts: { mint: "now", revokePrevious: true }, steps: ["mint", "cache", "revoke"] },
     { name: "on demand, 10 in the last 10 minutes: rejected", rows: [currentDueIn(10 * HOUR)], opts: now, snap: { onDemandMints: Array.from({ length: 10 }, (_, i) => T - i * 30_000) }, steps: ["reject"] },

@@ -197,7 +197,7 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
 
   // cache
   const cached = snap.cache?.cached_generation ?? null;
-  if (!cfg && (current || (cached !== null && cached !== 0 && cached <= snap.maxGeneration))) steps.push({ kind: "cache", drop: true, reason: "retired" });
+  if (!cfg && (current || (cached !== null && cached !== 0))) steps.push({ kind: "cache", drop: true, reason: "retired" });
   else if (why || extension !== null) steps.push({ kind: "cache", drop: false, reason: "changed" });
   else if (current && cached !== current.generation) steps.push({ kind: "cache", drop: false, reason: "behind" });
   else if (current && opts.recache) steps.push({ kind: "cache", drop: false, reason: "suspect" });
