@@ -10,6 +10,7 @@ import { errorText, log } from "./log.ts";
 import { type Engine, type RunResult, runSet } from "./rotation/engine.ts";
 import { LEASE_MS, RUN_BUDGET_MS, type SetConfig, plan } from "./rotation/policy.ts";
 import type { Config } from "./config.ts";
+import { TICK_MS } from "./document.ts";
 import type { RotationMessage } from "./env.ts";
 
 /** KV's list may lag a write by up to a minute: a disagreement younger than this is not a regression. */
@@ -24,7 +25,7 @@ export interface PlannedRun {
 }
 
 /** Which sets have work at `now`, from the tick's snapshot of D1 and KV's list. */
-function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed: Map<string, number> | null, now: number): PlannedRun[] {
+function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed: Map<string, number> | null, now: number, tickMs: number): PlannedRun[] {
   const bySet = new Map<string, KeyRow[]>();
   for (const r of rows) {
     let list = bySet.get(r.model_set);
@@ -41,7 +42,7 @@ function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed: Map<st
     const current = setRows.find((r) => r.state === "current");
     const recache =
       listed !== null && current !== undefined && cache?.cached_generation === current.generation && listed.get(id) !== current.generation && (cache.cached_at ?? 0) <= now - CACHE_SETTLE_MS;
-    const steps = plan(snap, config.sets.get(id) as SetConfig | undefined, now, { mint: "due", recache });
+    const steps = plan(snap, config.sets.get(id) as SetConfig | undefined, now, { mint: "due", recache, tickMs });
     if (steps.length > 0) out.push({ model_set: id, recache, mint: steps.some((s) => s.kind === "mint") });
     else if (setRows.some((r) => r.state === "pending" && r.created_at > now - LEASE_MS)) log("info", "run.skipped", { model_set: id, reason: "a rotation of this set is in flight" });
   }
@@ -78,7 +79,9 @@ export async function pool<T, R>(items: T[], limit: number, fn: (item: T) => Pro
 
 export async function tick(engine: Engine, queue?: Queue<RotationMessage>): Promise<TickSummary> {
   const now = engine.clock();
-  const { rows, sets } = await tickSnapshot(engine.db, now);
+  const { rows, sets, previousTickAt } = await tickSnapshot(engine.db, now);
+  // A cron that fires late or sparsely widens the run-ahead and overdue margins (policy.ts).
+  const tickMs = previousTickAt !== null && previousTickAt < now ? now - previousTickAt : TICK_MS;
   const listed = await cachedGenerations(engine.kv).catch((err) => {
     log("warn", "cache.list_failed", { error: errorText(err) });
     return null;
@@ -86,16 +89,16 @@ export async function tick(engine: Engine, queue?: Queue<RotationMessage>): Prom
   // Leftovers first: keys at Baseten under names D1 has written off.
   await sweep(engine, now + RUN_BUDGET_MS, rows).catch((err) => log("warn", "sweep.failed", { error: errorText(err) }));
 
-  const planned = planTick(engine.config, rows, sets, listed, now);
+  const planned = planTick(engine.config, rows, sets, listed, now, tickMs);
   if (queue && planned.length > engine.config.inlineBudget) {
     // Too many for one invocation's limits: one message per set, the queue consumer runs each.
     for (let i = 0; i < planned.length; i += 100) {
-      await queue.sendBatch(planned.slice(i, i + 100).map((p) => ({ body: { model_set: p.model_set, tick_at: now, mint: p.mint, ...(p.recache ? { recache: true } : {}) } })));
+      await queue.sendBatch(planned.slice(i, i + 100).map((p) => ({ body: { model_set: p.model_set, tick_at: now, tick_ms: tickMs, mint: p.mint, ...(p.recache ? { recache: true } : {}) } })));
     }
     log("info", "tick", { planned: planned.length, inline: 0, queued: planned.length });
     return { planned: planned.length, inline: 0, queued: planned.length, results: [] };
   }
-  const results = await pool(planned, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger: "cron", mint: "due", recache: p.recache, expectMint: p.mint }));
+  const results = await pool(planned, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger: "cron", mint: "due", recache: p.recache, expectMint: p.mint, tickMs }));
   for (const r of results) if (r.outcome === "busy") log("info", "run.skipped", { model_set: r.model_set, reason: "another run holds the lease" });
   const count = (o: string) => results.filter((r) => r.outcome === o).length;
   log("info", "tick", { planned: planned.length, inline: planned.length, queued: 0, rotated: count("rotated"), failed: count("failed") });

@@ -33,4 +33,6 @@ export interface RotationMessage {
   recache?: boolean;
   /** The tick's plan for the set mints (the consumer records the pending with the lease). */
   mint?: boolean;
+  /** The gap the cron left before this tick (the consumer plans with the same margins). */
+  tick_ms?: number;
 }

@@ -392,13 +392,14 @@ export async function liveRows(db: D1Database): Promise<KeyRow[]> {
  * The cron's one round trip: record that a tick ran (engine status), and read every live row and
  * every set's cache record.
  */
-export async function tickSnapshot(db: D1Database, now: number): Promise<{ rows: KeyRow[]; sets: SetRow[] }> {
-  const [, rows, sets] = await db.batch([
+export async function tickSnapshot(db: D1Database, now: number): Promise<{ rows: KeyRow[]; sets: SetRow[]; previousTickAt: number | null }> {
+  const [previous, , rows, sets] = await db.batch([
+    db.prepare("SELECT value FROM meta WHERE name = 'last_tick_at'"),
     db.prepare("INSERT INTO meta (name, value) VALUES ('last_tick_at', ?1) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)").bind(now),
     db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE state IN ('pending', 'current', 'previous')`),
     db.prepare("SELECT model_set, cached_generation, cached_at FROM sets"),
   ]);
-  return { rows: decodeAll<KeyRow>(rows!.results), sets: sets!.results as unknown as SetRow[] };
+  return { rows: decodeAll<KeyRow>(rows!.results), sets: sets!.results as unknown as SetRow[], previousTickAt: (previous!.results[0] as { value: number } | undefined)?.value ?? null };
 }
 
 /** No tick for longer than this: the cron is not running and overdue promises are not being extended. */

@@ -43,6 +43,7 @@ export async function consumeRotations(engine: Engine, batch: MessageBatch<Rotat
   const bySet = new Map<string, Message<RotationMessage>[]>();
   const recache = new Set<string>();
   const expectMint = new Set<string>();
+  const tickMs = new Map<string, number>();
   for (const msg of batch.messages) {
     const set = setOf(msg.body);
     if (set === null) {
@@ -56,10 +57,12 @@ export async function consumeRotations(engine: Engine, batch: MessageBatch<Rotat
     list.push(msg);
     if ((msg.body as Partial<RotationMessage>).recache === true) recache.add(set);
     if ((msg.body as Partial<RotationMessage>).mint === true) expectMint.add(set);
+    const gap = (msg.body as Partial<RotationMessage>).tick_ms;
+    if (typeof gap === "number" && Number.isFinite(gap)) tickMs.set(set, gap);
   }
 
   const sets = [...bySet.keys()];
-  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due", recache: recache.has(set), expectMint: expectMint.has(set) }));
+  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due", recache: recache.has(set), expectMint: expectMint.has(set), tickMs: tickMs.get(set) }));
   results.forEach((result, i) => {
     for (const msg of bySet.get(sets[i]!)!) {
       if (result.outcome !== "failed") {

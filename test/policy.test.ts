@@ -155,6 +155,18 @@ describe("how far ahead and how long", () => {
     expect(runAheadMs({ rotateEveryMs: 150_000 })).toBe(75_000);
   });
 
+  it("a late or sparse cron (the gap between its last two ticks) widens the margins, up to 10 minutes", () => {
+    expect(runAheadMs(CFG, 5 * MIN)).toBe(RUN_AHEAD_MS + 4 * MIN);
+    expect(runAheadMs(CFG, 30 * MIN)).toBe(RUN_AHEAD_MS + 9 * MIN);
+    expect(runAheadMs(CFG, 10_000)).toBe(RUN_AHEAD_MS);
+    // Due 5 minutes early with a 5-minute cron, not with the minute cron.
+    const rows = [currentDueIn(RUN_AHEAD_MS + 3 * MIN)];
+    expect(kinds(plan(snap(rows), CFG, T, due))).toEqual([]);
+    expect(kinds(plan(snap(rows), CFG, T, { mint: "due", tickMs: 5 * MIN }))).toEqual(["mint", "extend", "cache"]);
+    const ext = plan(snap([currentDueIn(-MIN)]), { ...CFG, enabled: false }, T, { mint: "due", tickMs: 5 * MIN }).find((s) => s.kind === "extend") as Extract<Step, { kind: "extend" }>;
+    expect(ext.expiresAt).toBe(nextAttempt(T) + OVERDUE_COVER_MS + 2 * 4 * MIN + 5 * MIN + HOUR);
+  });
+
   it("refresh_at stays anchored to the schedule on a scheduled rotation, restarts on demand or far behind", () => {
     const R = T + RUN_AHEAD_MS;
     expect(refreshAtFor(CFG, T, R)).toBe(R + 24 * HOUR);

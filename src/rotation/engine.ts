@@ -77,6 +77,8 @@ export interface RunOptions {
   recache?: boolean;
   /** With mint "due": the caller's own plan expects a mint (the pending is recorded with the lease). */
   expectMint?: boolean;
+  /** The gap between the cron's last two ticks (the margins adapt to a late cron; default 60 s). */
+  tickMs?: number;
   /**
    * A webhook delivery's claim on its id: the promote applies only while the claim is still this
    * delivery's, and turns it into the answer `render` gives in the same D1 batch (DESIGN §3).
@@ -171,7 +173,7 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
   return r;
 }
 
-const planOptions = (o: RunOptions): PlanOptions => ({ mint: o.mint, revokePrevious: o.revokePrevious, revoke: o.revoke, reason: o.reason, recache: o.recache });
+const planOptions = (o: RunOptions): PlanOptions => ({ mint: o.mint, revokePrevious: o.revokePrevious, revoke: o.revoke, reason: o.reason, recache: o.recache, tickMs: o.tickMs });
 
 function emptyReport(set: string): RunReport {
   return { outcome: "noop", model_set: set, minted: null, replaced: null, revoked: [], revokePending: [], failure: null, events: [] };

@@ -43,9 +43,13 @@ export const RUN_ALLOWANCE_MS = 25_000;
  * How far ahead of refresh_at a scheduled rotation runs: the cron may fire up to one tick after
  * the set becomes due, the run takes a few seconds, and KV's edge copies (60 s) and isolate
  * memories (5 s) then still serve the old key. Started this early, every location serves the
- * next key by refresh_at. Capped at half the rotation period for short periods.
+ * next key by refresh_at. Capped at half the rotation period for short periods. "One tick" is
+ * the cron's period (60 s), or the gap the cron last left between two ticks when longer (a late
+ * or sparser cron), up to MAX_TICK_GAP_MS.
  */
 export const RUN_AHEAD_MS = TICK_MS + RUN_ALLOWANCE_MS + KV_STALENESS_MS + MEMORY_TTL_MS;
+/** The longest tick gap the margins adapt to. */
+export const MAX_TICK_GAP_MS = 10 * 60_000;
 
 /**
  * An overdue set's promise must cover every document any location serves until the next
@@ -88,12 +92,16 @@ export interface PlanOptions {
   reason?: string | null;
   /** The cron saw KV's list disagree with D1 long after the last write: rewrite KV even if D1's record agrees. */
   recache?: boolean;
+  /** The gap between the cron's last two ticks (default: one minute, the configured cron). */
+  tickMs?: number;
 }
 
 /** How far ahead of refresh_at the set's scheduled rotation runs. */
-export function runAheadMs(cfg: Pick<ModelSetConfig, "rotateEveryMs">): number {
-  return Math.min(RUN_AHEAD_MS, Math.floor(cfg.rotateEveryMs / 2));
+export function runAheadMs(cfg: Pick<ModelSetConfig, "rotateEveryMs">, tickMs = TICK_MS): number {
+  return Math.min(tickGap(tickMs) - TICK_MS + RUN_AHEAD_MS, Math.floor(cfg.rotateEveryMs / 2));
 }
+
+const tickGap = (tickMs: number) => Math.min(MAX_TICK_GAP_MS, Math.max(TICK_MS, tickMs));
 
 /**
  * A new key's refresh_at. A scheduled rotation keeps the cadence (the previous refresh_at plus
@@ -112,10 +120,11 @@ export function refreshAtFor(cfg: SetConfig, mintedAt: number, previousRefreshAt
 const sameIds = (a: string[], b: string[]) => a.length === b.length && [...a].sort().join("\n") === [...b].sort().join("\n");
 
 /** The promise an overdue current key needs now, or null if it has enough. */
-function overdueExtension(current: KeyRow, cfg: SetConfig, now: number): number | null {
+function overdueExtension(current: KeyRow, cfg: SetConfig, now: number, tickMs = TICK_MS): number | null {
   const overlap = Math.max(cfg.overlapMs, current.overlap_ms);
-  const need = nextAttempt(now) + OVERDUE_COVER_MS + overlap;
-  return (current.expires_at ?? 0) >= need ? null : need + TICK_MS;
+  const gap = tickGap(tickMs);
+  const need = nextAttempt(now) + OVERDUE_COVER_MS + 2 * (gap - TICK_MS) + overlap;
+  return (current.expires_at ?? 0) >= need ? null : need + gap;
 }
 
 /** Whether a previous key may be deleted at Baseten now, and why. */
@@ -171,7 +180,7 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   if (explicit.length > 0) steps.push({ kind: "mark", generations: explicit, reason: opts.reason ?? "admin revoke" });
 
   // mint
-  const scheduleDue = cfg !== undefined && current !== undefined && current.refresh_at !== null && now >= current.refresh_at - runAheadMs(cfg);
+  const scheduleDue = cfg !== undefined && current !== undefined && current.refresh_at !== null && now >= current.refresh_at - runAheadMs(cfg, opts.tickMs);
   let why: Extract<Step, { kind: "mint" }>["why"] | null = null;
   if (cfg?.enabled && opts.mint !== false && !inFlight) {
     if (opts.mint === "now") why = "on_demand";
@@ -192,7 +201,7 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   }
 
   // extend: a set at or past its rotation time that may not get a new key now
-  const extension = cfg && current && scheduleDue ? overdueExtension(current, cfg, now) : null;
+  const extension = cfg && current && scheduleDue ? overdueExtension(current, cfg, now, opts.tickMs) : null;
   if (current && extension !== null) steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: why !== null });
 
   // cache
