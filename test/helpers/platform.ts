@@ -105,9 +105,9 @@ export interface Hook {
   /** Apply, then hold the answer this long (simulated). */
   stallAfterMs?: number;
   /** Runs while the caller is held before the operation applies (after stallBeforeMs): other triggers, reads. */
-  during?: () => Promise<unknown>;
+  during?: (info: OpInfo) => Promise<unknown>;
   /** Runs after the operation applied, before its answer reaches the caller (after stallAfterMs). */
-  duringAfter?: () => Promise<unknown>;
+  duringAfter?: (info: OpInfo) => Promise<unknown>;
   /** "before": throw without applying; "after": apply, then throw (the caller cannot tell it applied). */
   fail?: "before" | "after";
   /** A label for the hit counts (default: the op). */
@@ -178,8 +178,10 @@ export interface ServedDocument {
 export interface BasetenCall {
   op: BasetenOp;
   path: string;
-  /** Simulated time the request left (after any hold before it). */
+  /** Simulated time the engine issued the request (before any hold the model puts on it). */
   sentAt: number;
+  /** Issued by a trigger that ran inside a hook's `during` (another run, while the first is held). */
+  nested: boolean;
   /** Simulated time the answer arrived (or the failure surfaced). */
   answeredAt: number;
   status: number | null;
@@ -209,6 +211,8 @@ export async function makePlatform(options: PlatformOptions = {}) {
   const listLag = options.listLagMs ?? 60_000;
   const plan = options.faults ?? new FaultPlan();
   const hooks: ArmedHook[] = [];
+  /** How many hook callbacks (`during`) are running: calls made meanwhile are "nested". */
+  let depth = 0;
   const hits: Record<string, number> = {};
   const served: ServedDocument[] = [];
   const basetenCalls: BasetenCall[] = [];
@@ -253,7 +257,14 @@ export async function makePlatform(options: PlatformOptions = {}) {
   async function io<T>(info: OpInfo, range: [number, number], apply: () => Promise<T>, failure: () => Error): Promise<T> {
     const hook = takeHook(info);
     if (hook?.stallBeforeMs) clock.advance(hook.stallBeforeMs);
-    if (hook?.during) await hook.during();
+    if (hook?.during) {
+      depth++;
+      try {
+        await hook.during(info);
+      } finally {
+        depth--;
+      }
+    }
     const lat = draw(range);
     const t0 = clock.now();
     if (hook?.fail === "before") {
@@ -263,7 +274,14 @@ export async function makePlatform(options: PlatformOptions = {}) {
     clock.set(Math.max(clock.now(), t0 + Math.floor(lat / 2)));
     const result = await apply();
     if (hook?.stallAfterMs) clock.advance(hook.stallAfterMs);
-    if (hook?.duringAfter) await hook.duringAfter();
+    if (hook?.duringAfter) {
+      depth++;
+      try {
+        await hook.duringAfter(info);
+      } finally {
+        depth--;
+      }
+    }
     clock.set(Math.max(clock.now(), t0 + lat));
     completed(info);
     if (hook?.fail === "after") throw failure();
@@ -431,12 +449,11 @@ export async function makePlatform(options: PlatformOptions = {}) {
     const url = new URL(request.url);
     const op = apiBase && request.url.startsWith(apiBase) ? basetenOp(request.method, url.pathname) : null;
     if (!op) return realFetch(input, init);
-    const call: BasetenCall = { op, path: url.pathname, sentAt: 0, answeredAt: 0, status: null, prefix: op === "revoke" ? decodeURIComponent(url.pathname.split("/").pop()!) : null };
+    const call: BasetenCall = { op, path: url.pathname, sentAt: clock.now(), nested: depth > 0, answeredAt: 0, status: null, prefix: op === "revoke" ? decodeURIComponent(url.pathname.split("/").pop()!) : null };
     basetenCalls.push(call);
     const body = request.method === "GET" ? undefined : await request.text();
     try {
       const res = await io({ op: `baseten:${op}`, detail: [url.pathname], location: null }, latency.baseten, async () => {
-        call.sentAt = clock.now();
         const r = await realFetch(request.url, { method: request.method, headers: request.headers, body, signal: init?.signal ?? request.signal });
         const text = await r.text();
         call.status = r.status;
