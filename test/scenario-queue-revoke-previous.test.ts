@@ -30,9 +30,10 @@ describe("scenario: queue fan-out + revoke_previous with the KV put and delete f
     p.clearHooks();
     const live = await p.livePrefixes();
     expect(live.has(docs[0]!.api_key.split(".")[0]!)).toBe(false);
+    const revokedAt = p.revokedAt.get(docs[0]!.api_key.split(".")[0]!)!;
 
     // The next ticks, every minute, through the queue path; every location reads in between.
-    for (let i = 0; i < 6; i++) {
+    for (let i = 0; i < 8; i++) {
       p.clock.advance(MIN);
       await p.queueTick();
       await p.readEverywhere("demo");
@@ -44,7 +45,10 @@ describe("scenario: queue fan-out + revoke_previous with the KV put and delete f
     p.addLocation("late");
     const final = await Promise.all((await p.readEverywhere("demo")).map((r) => r.json() as Promise<{ generation: number; api_key: string }>));
     const liveNow = await p.livePrefixes();
-    expect(describeStale(servedAfterRevocation(p)), "documents of the revoked key served long after its revocation").toEqual([]);
+    // Until the cache is repaired other locations may serve it from KV; the queue path must repair
+    // within the next three ticks, and edge copies then age out within 65 s (KV 60 s + memory 5 s).
+    const repairedBy = revokedAt + 3 * MIN + 65_000;
+    expect(describeStale(servedAfterRevocation(p).filter((s) => s.servedAt > repairedBy)), "documents of the revoked key served after the next three ticks + 65 s").toEqual([]);
     expect(final.map((d) => d.generation), "generation served at cron, east, west, late").toEqual([2, 2, 2, 2]);
     for (const d of final) expect(liveNow.has(d.api_key.split(".")[0]!)).toBe(true);
   });

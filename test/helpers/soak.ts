@@ -402,6 +402,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const res = await p.location(location).request("/v1/keys", { headers: { authorization: `Bearer ${p.tokens.everything}` } });
     if (res.status !== 200) return violation("read", `${location}: GET /v1/keys answered ${res.status} ${(await res.text()).slice(0, 200)}`);
     const docs = ((await res.json()) as { keys: KeyDoc[] }).keys;
+    let freshLive: Set<string> | undefined;
     for (const set of hadKey) if (!docs.some((d) => d.model_set === set)) violation("live-current", `${location}: ${set} had a key but the read served none`);
     for (const doc of docs) {
       report.documents++;
@@ -413,7 +414,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       if (expires > (served.get(prefix)?.expires ?? 0)) served.set(prefix, { expires, how: `served by ${location} at ${iso(now)}, refresh_at ${doc.refresh_at}` });
       if (refresh <= now) violation("document", `${location}: ${doc.model_set} gen ${doc.generation} served refresh_at ${doc.refresh_at} at ${iso(now)}`);
       if (expires < refresh + OVERLAP_MS[doc.model_set]!) violation("document", `${location}: ${doc.model_set} gen ${doc.generation} expires_at less than refresh_at + overlap`);
-      if (!live.has(prefix)) {
+      // (A read inside a hold sees keys minted since the last check: ask Baseten itself.)
+      if (!live.has(prefix) && !(freshLive ??= await p.livePrefixes()).has(prefix)) {
         const e = emergency.get(prefix);
         const revoked = p.revokedAt.get(prefix) ?? e;
         const excused = e !== undefined && revoked !== undefined && now - revoked <= STALE_MS;
@@ -456,6 +458,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   }
 
   async function inject(faultChance: number): Promise<Injection | null> {
+    if (carried) return carried.inj;
     if (!rng.chance(faultChance)) return null;
     const inj = rng.pick(faults)(rng);
     if (inj.fake) await p.fake.fault(...inj.fake);
@@ -469,9 +472,23 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   }
 
   /** Counts what fired and clears what did not, so every action starts clean. */
-  async function settle(inj: Injection | null) {
+  /**
+   * A model fault (a hook) whose operation did not come up in its action stays armed for up to
+   * three more ticks (an engine may do that work a tick later or earlier than predicted); no
+   * other fault is injected meanwhile. Everything else is cleared after its action.
+   */
+  let carried: { inj: Injection; ticksLeft: number } | null = null;
+
+  /** Counts what fired and clears what did not, so every action starts clean. */
+  async function settle(inj: Injection | null, tickEnd: boolean) {
     if (!inj) return;
-    let fired = plan.totalHits + Object.values(p.hits).reduce((a, b) => a + b, 0);
+    const hookHits = Object.values(p.hits).reduce((a, b) => a + b, 0);
+    if (inj.hooks && !inj.fake && !inj.d1 && !inj.kv && hookHits === 0 && tickEnd) {
+      carried ??= { inj, ticksLeft: 4 };
+      if (--carried.ticksLeft > 0) return;
+    }
+    carried = null;
+    let fired = plan.totalHits + hookHits;
     plan.clear();
     for (const k of Object.keys(plan.hits)) delete plan.hits[k];
     p.clearHooks();
@@ -513,8 +530,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const t = start + i * tickMs;
     clock.set(Math.max(t, clock.now()));
     const t0 = clock.now();
+    const wasCarried = carried?.inj;
     const inj = await inject(predictedWork(t0) ? faultRate : faultRate / 10);
-    let busy = inj !== null;
+    let busy = inj !== null && inj !== wasCarried;
     try {
       const results = await cronTick();
       busy ||= results.length > 0;
@@ -526,7 +544,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       report.failedTicks++; // the cron's own read failed: the whole tick is retried at the next one
     }
     report.ticks++;
-    await settle(inj);
+    await settle(inj, true);
     // Every step that can have changed anything is checked at every location: a tick that ran a
     // set or met a fault, or one that passed a recorded refresh_at / expires_at (what documents
     // say changes then); a tenth of the quiet ones too.
@@ -553,7 +571,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       const e0 = clock.now();
       const earlyInj = await inject(faultRate);
       await webhook(rng.pick(SET_IDS), rng.chance(emergencyShare));
-      await settle(earlyInj);
+      await settle(earlyInj, false);
       await check(e0);
       await readAll();
       lastChecked = clock.now();
