@@ -530,7 +530,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const t = start + i * tickMs;
     clock.set(Math.max(t, clock.now()));
     const t0 = clock.now();
-    const wasCarried = carried?.inj;
+    const wasCarried = (carried as { inj: Injection } | null)?.inj;
     const inj = await inject(predictedWork(t0) ? faultRate : faultRate / 10);
     let busy = inj !== null && inj !== wasCarried;
     try {
