@@ -261,7 +261,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const faultRate = opts.faultRate ?? 0.3;
   const earlyRate = opts.earlyRate ?? 0.02;
   const emergencyShare = opts.emergencyShare ?? 0.35;
-  const maxWallMs = opts.maxWallMs ?? 400_000;
+  const maxWallMs = opts.maxWallMs ?? 480_000;
 
   const plan = new FaultPlan();
   const p = await makePlatform({
