@@ -202,6 +202,7 @@ export interface Location {
 }
 
 type RealFetch = typeof fetch;
+let pristineFetch: RealFetch | null = null;
 
 export async function makePlatform(options: PlatformOptions = {}) {
   const seed = options.seed ?? "platform";
@@ -433,7 +434,9 @@ export async function makePlatform(options: PlatformOptions = {}) {
   }
 
   // --- Baseten: every call to the fake's API paths goes through the model ---
-  const realFetch: RealFetch = globalThis.fetch;
+  // The fetch before any platform wrapped it (two platforms in one test must not stack).
+  pristineFetch ??= globalThis.fetch;
+  const realFetch: RealFetch = pristineFetch;
   let apiBase = "";
   const fetchError = () => new TypeError("Network connection lost.");
 
