@@ -1,5 +1,5 @@
 /**
- * The seeded soak (reliability item 5), first seed: 30 simulated days of 5-minute cron ticks
+ * The seeded soak (reliability item 5), first seed: simulated days of 5-minute cron ticks (SOAK_DAYS, default 4) over the inline and the queue path, through the platform model,
  * over 10 sets with faults, early rotations (some with revoke_previous) and reads here and at
  * another location, every invariant of DESIGN §4 checked after every step
  * (test/helpers/soak.ts). The second seed runs in test/soak-second.test.ts.

@@ -1,64 +1,52 @@
 /**
- * The soak simulation (reliability item 5): days of cron ticks over many sets on a simulated
- * clock, with faults from the fault catalogue injected at a seeded rate, webhook-like early
- * rotations (some with revoke_previous) and consumer reads from this location and from a
- * "remote" one whose KV edge copy lags up to 60 s. After every engine action and every read the
- * model checks DESIGN §4's invariants against the fake Baseten's live keys and D1:
+ * The soak simulation (issue #9 item 7): days of cron ticks over ten sets on a simulated clock,
+ * run through the platform model of test/helpers/platform.ts (per-location KV edge caches that lag
+ * up to 60 s, three locations each with its own isolate memory, time passing during every D1, KV
+ * and Baseten call, holds and crashes between any two steps), over the inline path or the queue
+ * path (the cron fans every due set out to the queue; the consumer runs a batch built from
+ * exactly what the tick enqueued).
+ *
+ * Faults come from the existing catalogue (upstream faults at the fake Baseten, D1/KV failures of
+ * faulty-bindings.ts's FaultPlan) and from the model's own (stalls, slow promotes, a run
+ * outliving its lease while another trigger runs, writes applied and then lost), at a seeded
+ * rate. Early rotations go through the signed webhook route, some with revoke_previous.
+ *
+ * After EVERY engine action (tick, queue batch, webhook) every location reads every set, and the
+ * invariants of DESIGN §4 are checked against the fake Baseten's live keys, D1 and what each
+ * location served:
  *
  *   live-current   every enabled set that has had a key has a current key in D1 that is live at
- *                  Baseten, and every document served names a live key (this location: always;
- *                  another location: except for up to MAX_STALENESS after an emergency revoke)
- *   promise        no key is revoked before the latest expires_at served for it, nor before
- *                  replaced_at + overlap, unless revoke_previous asked for it
+ *                  Baseten; every document served names a live key, except a key an explicit
+ *                  revoke_previous revoked, for at most 65 s (KV's 60 s + 5 s of isolate memory)
+ *   promise        no key is revoked before the latest expires_at any location served for it, nor
+ *                  before replaced_at + overlap, unless revoke_previous asked for it; no current key
+ *                  is revoked
  *   bounded        live keys per set <= current + previous keys with an unexpired promise + 1
  *   tracked        every live bkr- key at Baseten is known to D1; one D1 has written off
  *                  (abandoned/revoked) is deleted within a few ticks
  *   document       refresh_at is in the future, expires_at >= refresh_at + overlap
- *   converged      after the faults stop: one current per set, KV = D1, no pendings, no leftovers
+ *   lease          no Baseten request leaves more than 90 s after the action that sent it began
+ *   converged      after the faults stop: one current key per set, served by every location, no
+ *                  pendings, every live key current or promised
  *
- * Everything random comes from one PRNG seeded by the seed's name, so a seed replays the same
- * schedule of faults, rotations and reads (`SOAK_SEEDS=name npx vitest run test/soak.test.ts`).
+ * Everything random comes from PRNGs seeded by the seed's name, so a seed replays the same
+ * schedule of faults, rotations and reads (`SOAK_SEEDS=name npx vitest run test/soak.test.ts`);
+ * the interleaving of concurrent runs inside one tick is workerd's.
  */
-import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
-import { createApp } from "../../src/app.ts";
-import { loadConfig } from "../../src/config.ts";
-import { tick } from "../../src/cron.ts";
-import { type KeyDocument, MAX_STALENESS_MS } from "../../src/document.ts";
-import type { Env } from "../../src/env.ts";
-import { type Engine, createEngine, runSet } from "../../src/rotation.ts";
+import { env } from "cloudflare:test";
 import type { Fault } from "./fake.ts";
-import type { Row as InvariantRow } from "./invariants.ts";
-import { type D1Rule, FaultPlan, type KVHistory, type KVRule, faultyD1, faultyKV } from "./faulty-bindings.ts";
-import { MIN, makeWorld, prefixOf } from "./world.ts";
+import { type D1Rule, FaultPlan, type KVRule } from "./faulty-bindings.ts";
+import { type Hook, type Platform, afterPromote, hashSeed, makePlatform, mulberry32 } from "./platform.ts";
+import { MIN, prefixOf } from "./world.ts";
+
+export { hashSeed, mulberry32 };
 
 const HOUR = 60 * MIN;
 const DAY = 24 * HOUR;
-
-// --- deterministic randomness ------------------------------------------------------------
-
-/** xmur3 string hash: a 32-bit seed from a seed's name. */
-export function hashSeed(name: string): number {
-  let h = 1779033703 ^ name.length;
-  for (let i = 0; i < name.length; i++) {
-    h = Math.imul(h ^ name.charCodeAt(i), 3432918353);
-    h = (h << 13) | (h >>> 19);
-  }
-  h = Math.imul(h ^ (h >>> 16), 2246822507);
-  h = Math.imul(h ^ (h >>> 13), 3266489909);
-  return (h ^= h >>> 16) >>> 0;
-}
-
-/** mulberry32: a small, fast, seedable PRNG in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** DESIGN §4: a lease lasts at most 90 s, and a run never outlives it. */
+const LEASE_MS = 90_000;
+/** KV's edge cache (60 s) plus a few seconds of isolate memory. */
+const STALE_MS = 65_000;
 
 class Rng {
   constructor(readonly next: () => number) {}
@@ -73,8 +61,6 @@ class Rng {
   }
 }
 
-// --- the world -------------------------------------------------------------------------
-
 /** Ten sets, periods from 6 h to 7 d, overlaps from the 2 min minimum to a day. */
 export const SOAK_SETS: Record<string, { model_ids: string[]; rotate_every: string; overlap: string }> = {
   alpha: { model_ids: ["m-alpha"], rotate_every: "6h", overlap: "10m" },
@@ -88,6 +74,7 @@ export const SOAK_SETS: Record<string, { model_ids: string[]; rotate_every: stri
   india: { model_ids: ["m-india"], rotate_every: "8h", overlap: "20m" },
   "juliet-2": { model_ids: ["m-juliet"], rotate_every: "12h", overlap: "3m" },
 };
+const SET_IDS = Object.keys(SOAK_SETS);
 
 const OVERLAP_MS: Record<string, number> = {};
 for (const [id, s] of Object.entries(SOAK_SETS)) OVERLAP_MS[id] = parseDur(s.overlap);
@@ -103,57 +90,125 @@ interface Injection {
   fake?: Fault[];
   d1?: D1Rule[];
   kv?: KVRule[];
+  hooks?: Hook[];
 }
 
 const OPS = ["mint", "list", "revoke"] as const;
 
-/** Every fault of reliability items 1-3, and the unnamed ones the suite must also survive. */
-const CATALOGUE: ((r: Rng) => Injection)[] = [
-  // 1. upstream
-  (r) => ({ kind: "upstream 429 retry_after", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "429", retry_after: r.pick([0, 0.2, 1, 5, 120]), retry_after_header: r.chance(0.5), count: r.int(1, 4) }] }),
-  (r) => ({ kind: "upstream 429 no hint", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "429", count: r.int(1, 4) }] }),
-  (r) => ({ kind: "upstream 5xx burst", fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["500", "502", "503"] as const), count: r.int(1, 5) }] }),
-  (r) => ({ kind: "upstream stall", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "stall", stall_ms: 2_000, count: r.int(1, 2) }] }),
-  (r) => ({ kind: "upstream refused", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "refuse", count: r.int(1, 3) }] }),
-  (r) => ({ kind: "upstream malformed 200", fake: [{ op: r.pick(OPS), kind: r.pick(["malformed", "empty"] as const) }] }),
-  (r) => ({ kind: "upstream 401/403", fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["401", "403"] as const), count: r.int(1, 3) }] }),
-  // 2. crash points
-  (r) => ({ kind: "mint answer lost", fake: [{ op: "mint", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const) }] }),
-  (r) => ({ kind: "mint answer lost + list down", fake: [{ op: "mint", kind: "lost_after_commit" }, { op: "list", kind: "503", count: r.int(3, 6) }] }),
-  (r) => ({ kind: "revoke answer lost", fake: [{ op: "revoke", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const), count: r.int(1, 2) }] }),
-  (r) => ({ kind: "revoke fails", fake: [{ op: "revoke", kind: r.pick(["500", "403", "refuse"] as const), count: r.int(1, 4) }] }),
-  (r) => ({ kind: "d1 promote fails", d1: [{ op: "batch", match: "SET state = 'current'", after: r.chance(0.5) }] }),
-  (r) => ({ kind: "d1 lease fails", d1: [{ op: "batch", match: "lease_expires_at = excluded.lease_expires_at", after: r.chance(0.5) }] }),
-  (r) => ({ kind: "d1 mark-revoked fails", d1: [{ op: "batch", match: "SET state = 'revoked'", after: r.chance(0.5) }] }),
-  (r) => ({ kind: "d1 mark-abandoned fails", d1: [{ op: "batch", match: "SET state = 'abandoned'", after: r.chance(0.5) }], fake: [{ op: "mint", kind: "lost_after_commit" }] }),
-  () => ({ kind: "d1 release fails", d1: [{ op: "run", match: "lease_holder = NULL" }] }),
-  () => ({ kind: "d1 tick read fails", d1: [{ op: "all", match: "state IN ('pending', 'current', 'previous')" }] }),
-  // 3. cache
-  (r) => ({ kind: "kv put fails", kv: [{ op: "put", count: r.int(1, 3) }] }),
-  (r) => ({ kind: "kv put fails + revoke_previous", kv: [{ op: "put", count: r.int(1, 2) }, { op: "delete", count: r.int(0, 1) || 1 }] }),
-  (r) => ({ kind: "kv read fails", kv: [{ op: "get", count: r.int(1, 20) }] }),
-  () => ({ kind: "kv list fails", kv: [{ op: "list" }] }),
-  (r) => ({ kind: "kv check fails", kv: [{ op: "getWithMetadata", count: r.int(1, 3) }] }),
-];
+/** Every fault of the existing catalogue (reliability items 1-3) and of the platform model. */
+function catalogue(ctx: { p: () => Platform; webhook: (set: string, revokePrevious: boolean) => Promise<unknown>; readAll: () => Promise<void> }): ((r: Rng) => Injection)[] {
+  return [
+    // 1. upstream
+    (r) => ({ kind: "upstream 429 retry_after", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "429", retry_after: r.pick([0, 0.2, 1, 5, 120]), retry_after_header: r.chance(0.5), count: r.int(1, 4) }] }),
+    (r) => ({ kind: "upstream 429 no hint", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "429", count: r.int(1, 4) }] }),
+    (r) => ({ kind: "upstream 5xx burst", fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["500", "502", "503"] as const), count: r.int(1, 5) }] }),
+    (r) => ({ kind: "upstream stall", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "stall", stall_ms: 2_000, count: r.int(1, 2) }] }),
+    (r) => ({ kind: "upstream refused", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "refuse", count: r.int(1, 3) }] }),
+    (r) => ({ kind: "upstream malformed 200", fake: [{ op: r.pick(OPS), kind: r.pick(["malformed", "empty"] as const) }] }),
+    (r) => ({ kind: "upstream 401/403", fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["401", "403"] as const), count: r.int(1, 3) }] }),
+    // 2. crash points
+    (r) => ({ kind: "mint answer lost", fake: [{ op: "mint", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const) }] }),
+    (r) => ({ kind: "mint answer lost + list down", fake: [{ op: "mint", kind: "lost_after_commit" }, { op: "list", kind: "503", count: r.int(3, 6) }] }),
+    (r) => ({ kind: "revoke answer lost", fake: [{ op: "revoke", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const), count: r.int(1, 2) }] }),
+    (r) => ({ kind: "revoke fails", fake: [{ op: "revoke", kind: r.pick(["500", "403", "refuse"] as const), count: r.int(1, 4) }] }),
+    (r) => ({ kind: "d1 promote fails", d1: [{ op: "batch", match: "SET state = 'current'", after: r.chance(0.5) }] }),
+    (r) => ({ kind: "d1 lease fails", d1: [{ op: "batch", match: "lease_expires_at = excluded.lease_expires_at", after: r.chance(0.5) }] }),
+    (r) => ({ kind: "d1 mark-revoked fails", d1: [{ op: "batch", match: "SET state = 'revoked'", after: r.chance(0.5) }] }),
+    (r) => ({ kind: "d1 mark-abandoned fails", d1: [{ op: "batch", match: "SET state = 'abandoned'", after: r.chance(0.5) }], fake: [{ op: "mint", kind: "lost_after_commit" }] }),
+    () => ({ kind: "d1 release fails", d1: [{ op: "run", match: "lease_holder = NULL" }] }),
+    () => ({ kind: "d1 tick read fails", d1: [{ op: "all", match: "state IN ('pending', 'current', 'previous')" }] }),
+    // 3. cache
+    (r) => ({ kind: "kv put fails", kv: [{ op: "put", count: r.int(1, 3) }] }),
+    (r) => ({ kind: "kv put fails + revoke_previous", kv: [{ op: "put", count: r.int(1, 2) }, { op: "delete", count: 1 }] }),
+    (r) => ({ kind: "kv read fails", kv: [{ op: "get", count: r.int(1, 20) }] }),
+    () => ({ kind: "kv list fails", kv: [{ op: "list" }] }),
+    (r) => ({ kind: "kv check fails", kv: [{ op: "getWithMetadata", count: r.int(1, 3) }] }),
+    // 4. the platform model: engine-agnostic (no SQL of today's engine)
+    (r) => ({ kind: "d1 write fails", hooks: [{ op: "d1:write", skip: r.int(0, 6), fail: "before" }] }),
+    (r) => ({ kind: "d1 write applied, answer lost", hooks: [{ op: "d1:write", skip: r.int(0, 6), fail: "after" }] }),
+    (r) => ({ kind: "d1 stall", hooks: [{ op: "d1:*", skip: r.int(0, 8), stallBeforeMs: r.int(5, 60) * 1000 }] }),
+    (r) => ({ kind: "kv put applied, answer lost", hooks: [{ op: "kv:put", fail: "after", count: r.int(1, 2) }] }),
+    (r) => ({ kind: "kv stall", hooks: [{ op: "kv:*", skip: r.int(0, 4), stallBeforeMs: r.int(5, 60) * 1000 }] }),
+    (r) => ({ kind: "baseten slow answer", hooks: [{ op: r.pick(["baseten:mint", "baseten:list", "baseten:revoke"] as const), stallAfterMs: r.int(5, 100) * 1000 }] }),
+    (r) => ({
+      kind: "slow promote (kv write held, reads meanwhile)",
+      hooks: [
+        {
+          op: "kv:put",
+          during: async () => {
+            const until = ctx.p().clock.now() + r.int(10, 85) * 1000;
+            while (ctx.p().clock.now() < until) {
+              ctx.p().clock.advance(r.int(5, 20) * 1000);
+              await ctx.readAll();
+            }
+          },
+        },
+      ],
+    }),
+    (r) => ({
+      kind: "run outlives its lease (another trigger meanwhile)",
+      hooks: [
+        {
+          op: r.pick(["kv:put", "baseten:mint", "baseten:revoke", "d1:write"] as const),
+          skip: r.int(0, 2),
+          stallBeforeMs: 95_000,
+          during: async (info) => {
+            const key = info.detail[0] ?? "";
+            const set = SET_IDS.find((s) => key.endsWith(`:${s}`) || key.includes(`bkr-${s}-`)) ?? r.pick(SET_IDS);
+            await ctx.webhook(set, r.chance(0.5));
+          },
+        },
+      ],
+    }),
+    () => ({
+      kind: "promise write after a cache repair fails",
+      hooks: [{ op: "d1:write", match: /\bkeys\b/, armedBy: { op: "kv:put" }, fail: "before" }],
+    }),
+  ];
+}
 
 // --- the model -------------------------------------------------------------------------
 
-type Row = Omit<InvariantRow, "revoked_at">;
+interface Row {
+  model_set: string;
+  generation: number;
+  state: string;
+  name: string;
+  prefix: string | null;
+  created_at: number;
+  refresh_at: number | null;
+  expires_at: number | null;
+  replaced_at: number | null;
+}
+
+interface KeyDoc {
+  model_set: string;
+  generation: number;
+  api_key: string;
+  refresh_at: string;
+  expires_at: string;
+}
+
+export type SoakPath = "inline" | "queue";
 
 export interface SoakOptions {
   seed: string;
+  path?: SoakPath;
   days?: number;
   tickMs?: number;
   /** Chance that a tick with work predicted gets a fault; idle ticks get `faultRate / 10`. */
   faultRate?: number;
-  /** Chance per tick of a webhook-like early rotation of a random set. */
+  /** Chance per tick of a webhook rotation of a random set. */
   earlyRate?: number;
   /** Of early rotations, the share with revoke_previous. */
   emergencyShare?: number;
+  /** Wall-clock budget: past it the soak stops and says so as a violation (never hangs a CI run). */
+  maxWallMs?: number;
 }
 
 export interface SoakReport {
   seed: string;
+  path: SoakPath;
   ticks: number;
   convergenceTicks: number;
   simulatedDays: number;
@@ -163,16 +218,16 @@ export interface SoakReport {
   revocations: number;
   reads: number;
   documents: number;
-  /** Documents of a key D1 had already replaced (served from a stale cache): where promises get subtle. */
   staleDocuments: number;
   failedRuns: number;
   failedTicks: number;
+  queued: number;
   faultsInjected: number;
   faultsFired: number;
-  /** Injected faults by kind, and how many of them fired (hit a call) before being cleared. */
   faultsByKind: Record<string, number>;
   firedByKind: Record<string, number>;
   violations: number;
+  violationsByKind: Record<string, number>;
   firstViolations: string[];
   wallMs: number;
 }
@@ -182,11 +237,15 @@ export function formatReport(r: SoakReport): string {
     .sort(([a], [b]) => a.localeCompare(b))
     .map(([k, n]) => `${k}=${r.firedByKind[k] ?? 0}/${n}`)
     .join(", ");
+  const vk = Object.entries(r.violationsByKind)
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([k, n]) => `${k}=${n}`)
+    .join(", ");
   return (
-    `soak seed=${r.seed}: ${r.ticks} ticks (${r.simulatedDays} days, 10 sets, + ${r.convergenceTicks} clean), ${r.rotations} rotations ` +
-    `(${r.earlyRotations} early, ${r.emergencyRevokes} revoke_previous), ${r.revocations} revocations, ${r.reads} reads / ${r.documents} documents (${r.staleDocuments} from a stale cache), ` +
+    `soak seed=${r.seed} path=${r.path}: ${r.ticks} ticks (${r.simulatedDays} days, 10 sets, 3 locations, + ${r.convergenceTicks} clean), ${r.rotations} rotations ` +
+    `(${r.earlyRotations} early, ${r.emergencyRevokes} revoke_previous), ${r.revocations} revocations, ${r.queued} queued, ${r.reads} reads / ${r.documents} documents (${r.staleDocuments} of a replaced key), ` +
     `${r.failedRuns} failed runs, ${r.failedTicks} failed ticks, faults fired/injected=${r.faultsFired}/${r.faultsInjected} [${kinds}], ` +
-    `violations=${r.violations}, ${(r.wallMs / 1000).toFixed(1)} s`
+    `violations=${r.violations}${vk ? ` [${vk}]` : ""}, ${(r.wallMs / 1000).toFixed(1)} s`
   );
 }
 
@@ -194,41 +253,30 @@ const LIVE_SQL = "SELECT model_set, generation, state, name, prefix, created_at,
 
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const started = Date.now();
-  const rng = new Rng(mulberry32(hashSeed(opts.seed)));
+  const path = opts.path ?? "inline";
+  const rng = new Rng(mulberry32(hashSeed(`${opts.seed}/${path}`)));
   const tickMs = opts.tickMs ?? 5 * MIN;
-  const days = opts.days ?? 30;
+  const days = opts.days ?? 10;
   const ticks = Math.round((days * DAY) / tickMs);
   const faultRate = opts.faultRate ?? 0.3;
-  const earlyRate = opts.earlyRate ?? 0.01;
+  const earlyRate = opts.earlyRate ?? 0.02;
   const emergencyShare = opts.emergencyShare ?? 0.35;
+  const maxWallMs = opts.maxWallMs ?? 480_000;
 
   const plan = new FaultPlan();
-  const history: KVHistory = new Map();
-  let clockNow = () => 0;
-  const localKV = faultyKV(env.KEYS, plan, { clock: () => clockNow(), history });
-  // Another location: its own isolate memory (its own binding object), an edge copy up to 60 s old.
-  let remoteLag = 0;
-  const remoteKV = faultyKV(env.KEYS, plan, { clock: () => clockNow(), history, edgeLagMs: () => remoteLag });
-  const db = faultyD1(env.DB, plan);
-  const w = await makeWorld({
+  const p = await makePlatform({
+    seed: `${opts.seed}/${path}`,
     sets: SOAK_SETS,
-    consumers: { everything: Object.keys(SOAK_SETS) },
-    vars: { DB: db, KEYS: localKV, BASETEN_TIMEOUT_MS: "250", BASETEN_MAX_ATTEMPTS: "3" },
+    consumers: { everything: SET_IDS },
+    faults: plan,
+    vars: { BASETEN_TIMEOUT_MS: "250", BASETEN_MAX_ATTEMPTS: "3", ...(path === "queue" ? { INLINE_ROTATION_BUDGET: "0" } : {}) },
   });
-  clockNow = w.clock.now;
-  const remoteEnv = { ...w.env, KEYS: remoteKV } as Env;
-  const remoteApp = createApp({ clock: w.clock.now });
-  const config = loadConfig(w.env);
-  if (!config.ok) throw new Error(config.problems.join("; "));
-  // The engine with the real client; its backoff sleeps move the simulated clock instead of waiting.
-  const engine: Engine = createEngine(config.config, w.env, w.clock.now, {
-    sleep: async (ms) => w.clock.advance(ms),
-    random: rng.next,
-  });
-
+  const clock = p.clock;
+  const realDB = env.DB;
 
   const report: SoakReport = {
     seed: opts.seed,
+    path,
     ticks: 0,
     convergenceTicks: 0,
     simulatedDays: days,
@@ -241,149 +289,121 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     staleDocuments: 0,
     failedRuns: 0,
     failedTicks: 0,
+    queued: 0,
     faultsInjected: 0,
     faultsFired: 0,
     faultsByKind: {},
     firedByKind: {},
     violations: 0,
+    violationsByKind: {},
     firstViolations: [],
     wallMs: 0,
   };
-  const violation = (what: string) => {
+  let lastFault: { kind: string; at: number } | null = null;
+  const violation = (kind: string, what: string) => {
     report.violations++;
-    if (report.firstViolations.length < 25) report.firstViolations.push(`[t=${new Date(w.clock.now()).toISOString()}] ${what}`);
+    report.violationsByKind[kind] = (report.violationsByKind[kind] ?? 0) + 1;
+    const fault = lastFault ? `; last fault: ${lastFault.kind} at ${iso(lastFault.at)}` : "";
+    if (report.firstViolations.length < 25) report.firstViolations.push(`[t=${iso(clock.now())}] ${kind}: ${what}${fault}`);
   };
 
   // Model state.
-  const served = new Map<string, number>(); // prefix -> latest expires_at served
-  const servedHow = new Map<string, string>(); // prefix -> how that latest promise was served (for reports)
+  const served = new Map<string, { expires: number; how: string }>(); // prefix -> latest promise served
   const emergency = new Map<string, number>(); // prefix -> when revoke_previous asked for it
   const hadKey = new Set<string>();
   let live = new Map<string, string>(); // live bkr- prefix -> name (last seen at the fake)
-  const revokedAt = new Map<string, number>();
-  const leftoverSince = new Map<string, number>(); // prefix written off by D1 but live -> first seen (tick)
-  const ghostSince = new Map<string, number>(); // prefix D1 lists as previous but gone at Baseten -> first seen (tick)
+  const leftoverSince = new Map<string, number>();
+  const ghostSince = new Map<string, number>();
   let rows: Row[] = [];
   let rowsByPrefix = new Map<string, Row>();
+  let rowsByPrefixBefore = new Map<string, Row>();
+  let tickIndex = 0;
 
   const setOfName = (name: string) => /^bkr-(.+)-(\d+)-[a-z0-9]+$/.exec(name)?.[1] ?? null;
 
   async function loadRows() {
-    rows = (await env.DB.prepare(LIVE_SQL).all<Row>()).results;
+    rows = (await realDB.prepare(LIVE_SQL).all<Row>()).results;
     rowsByPrefix = new Map(rows.filter((r) => r.prefix).map((r) => [r.prefix!, r]));
   }
 
-  /**
-   * After an engine action that started at `t0`: the fake's live keys against the model and D1.
-   * D1 is read again only when the action may have changed it (`busy`) or Baseten changed.
-   */
-  async function check(t0: number, tickIndex: number, busy: boolean) {
-    const fakeLive = (await w.fake.liveKeys()).filter((k) => k.name?.startsWith("bkr-"));
-    const now = w.clock.now();
+  /** After an engine action that started at `t0`: Baseten's live keys against the model and D1. */
+  async function check(t0: number) {
+    const fakeLive = (await p.fake.liveKeys()).filter((k) => k.name?.startsWith("bkr-"));
+    const now = clock.now();
     const next = new Map(fakeLive.map((k) => [k.prefix, k.name!]));
-    const changed = busy || next.size !== live.size || [...next.keys()].some((p) => !live.has(p));
-    if (changed) await loadRows();
-    else if (leftoverSince.size === 0) {
-      // Nothing moved: only the time-dependent bound can change.
-      checkBounded(fakeLive, now, tickIndex);
-      return;
-    }
+    await loadRows();
 
-    // promise: keys that disappeared during the action were revoked no earlier than t0
     for (const [prefix, name] of live) {
       if (next.has(prefix)) continue;
-      revokedAt.set(prefix, t0);
+      const at = p.revokedAt.get(prefix) ?? t0;
       const set = setOfName(name);
-      const row = rowsByPrefixBefore.get(prefix);
+      const row = rowsByPrefixBefore.get(prefix) ?? rowsByPrefix.get(prefix);
       if (row?.state === "current" || row?.state === "previous") report.revocations++;
       if (emergency.has(prefix)) continue;
       const promised = served.get(prefix);
-      if (promised !== undefined && promised > t0) violation(`promise: ${name} revoked at or after ${iso(t0)} but a document served for it promised ${iso(promised)} (${servedHow.get(prefix)}; row ${JSON.stringify(row ?? null)})`);
-      if (row?.replaced_at != null && set && row.replaced_at + OVERLAP_MS[set]! > t0) violation(`promise: ${name} revoked ${t0 - row.replaced_at} ms after it was replaced (overlap ${OVERLAP_MS[set]} ms)`);
-      if (row?.state === "current") violation(`promise: ${name} was current in D1 when it was revoked`);
+      if (promised !== undefined && promised.expires > at) violation("promise", `${name} revoked at ${iso(at)} but a document served for it promised ${iso(promised.expires)} (${promised.how})`);
+      if (row?.replaced_at != null && set && row.replaced_at + OVERLAP_MS[set]! > at) violation("promise", `${name} revoked ${at - row.replaced_at} ms after it was replaced (overlap ${OVERLAP_MS[set]} ms)`);
+      const nowRow = rowsByPrefix.get(prefix);
+      if (nowRow?.state === "current") violation("promise", `${name} is current in D1 but was revoked at Baseten`);
     }
     live = next;
 
-    // tracked: every live bkr- key is known to D1, and written-off ones get deleted
-    const unknownNames = fakeLive.filter((k) => !rows.some((r) => r.name === k.name)).map((k) => k.name!);
-    if (unknownNames.length > 0) {
-      const known = new Map<string, string>();
-      for (const name of unknownNames) {
-        const r = await env.DB.prepare("SELECT state FROM keys WHERE name = ?1").bind(name).first<{ state: string }>();
-        if (r) known.set(name, r.state);
-      }
-      for (const k of fakeLive) {
-        if (!unknownNames.includes(k.name!)) continue;
-        const state = known.get(k.name!);
-        if (!state) violation(`tracked: ${k.name} is live at Baseten and unknown to D1`);
-        else if (!leftoverSince.has(k.prefix)) leftoverSince.set(k.prefix, tickIndex);
-        else if (tickIndex - leftoverSince.get(k.prefix)! > 6) violation(`tracked: ${k.name} is ${state} in D1 but still live at Baseten ${tickIndex - leftoverSince.get(k.prefix)!} ticks later`);
-      }
+    // tracked
+    const known = new Set(rows.map((r) => r.name));
+    const unknownNames = fakeLive.filter((k) => !known.has(k.name!));
+    for (const k of unknownNames) {
+      const r = await realDB.prepare("SELECT state FROM keys WHERE name = ?1").bind(k.name).first<{ state: string }>();
+      if (!r) violation("tracked", `${k.name} is live at Baseten and unknown to D1`);
+      else if (!leftoverSince.has(k.prefix)) leftoverSince.set(k.prefix, tickIndex);
+      else if (tickIndex - leftoverSince.get(k.prefix)! > 6) violation("tracked", `${k.name} is ${r.state} in D1 but still live at Baseten ${tickIndex - leftoverSince.get(k.prefix)!} ticks later`);
     }
-    for (const p of [...leftoverSince.keys()]) if (!next.has(p)) leftoverSince.delete(p);
+    for (const pr of [...leftoverSince.keys()]) if (!next.has(pr)) leftoverSince.delete(pr);
 
-    checkBounded(fakeLive, now, tickIndex);
-    rowsByPrefixBefore = rowsByPrefix;
-  }
-  let rowsByPrefixBefore = new Map<string, Row>();
-
-  /** live-current, bounded and D1-follows-Baseten, per set. */
-  function checkBounded(fakeLive: { prefix: string; name: string | null }[], now: number, tickIndex: number) {
-    // A key D1 still lists as previous after Baseten deleted it (a revoke whose answer was lost)
-    // must be closed by a later run, not stay in D1 forever.
+    // D1 follows Baseten: a previous key Baseten no longer has is closed by a later run.
     const previous = new Set(rows.filter((r) => r.state === "previous" && r.prefix).map((r) => r.prefix!));
-    for (const p of [...ghostSince.keys()]) if (!previous.has(p) || live.has(p)) ghostSince.delete(p);
-    for (const p of previous) {
-      if (live.has(p)) continue;
-      const since = ghostSince.get(p);
-      if (since === undefined) ghostSince.set(p, tickIndex);
-      else if (tickIndex - since === 12) violation(`tracked: D1 still lists ${rowsByPrefix.get(p)?.model_set} gen ${rowsByPrefix.get(p)?.generation} as previous 12 ticks after Baseten deleted it`);
+    for (const pr of [...ghostSince.keys()]) if (!previous.has(pr) || live.has(pr)) ghostSince.delete(pr);
+    for (const pr of previous) {
+      if (live.has(pr)) continue;
+      const since = ghostSince.get(pr);
+      if (since === undefined) ghostSince.set(pr, tickIndex);
+      else if (tickIndex - since === 12) violation("tracked", `D1 still lists ${rowsByPrefix.get(pr)?.model_set} gen ${rowsByPrefix.get(pr)?.generation} as previous 12 ticks after Baseten deleted it`);
     }
-    for (const set of Object.keys(SOAK_SETS)) {
+
+    // live-current, bounded
+    for (const set of SET_IDS) {
       const setRows = rows.filter((r) => r.model_set === set);
       const current = setRows.find((r) => r.state === "current");
       if (current) hadKey.add(set);
       if (hadKey.has(set)) {
-        if (!current) violation(`live-current: ${set} has no current key in D1`);
-        else if (!live.has(current.prefix!)) violation(`live-current: ${set}'s current key gen ${current.generation} is not live at Baseten`);
+        if (!current) violation("live-current", `${set} has no current key in D1`);
+        else if (!live.has(current.prefix!)) violation("live-current", `${set}'s current key gen ${current.generation} is not live at Baseten`);
       }
       const liveHere = fakeLive.filter((k) => setOfName(k.name!) === set).length;
-      const promised = setRows.filter(
-        (r) => r.state === "current" || (r.state === "previous" && Math.max(r.expires_at ?? 0, served.get(r.prefix ?? "") ?? 0) > now),
-      ).length;
-      if (liveHere > promised + 1) violation(`bounded: ${set} has ${liveHere} live keys for ${promised} unexpired promises`);
+      const promised = setRows.filter((r) => r.state === "current" || (r.state === "previous" && Math.max(r.expires_at ?? 0, served.get(r.prefix ?? "")?.expires ?? 0) > now)).length;
+      if (liveHere > promised + 1) violation("bounded", `${set} has ${liveHere} live keys for ${promised} unexpired promises`);
     }
+
+    // lease: no Baseten request of this action left more than a lease after it began
+    // (Coarse: runs of one action start within a few seconds of it, a queue batch after a tick
+    // that may have been held up to 60 s; calls of triggers nested in a hold are not counted.)
+    for (const c of p.basetenCalls) if (!c.nested && c.sentAt > t0 + LEASE_MS + 60_000) violation("lease", `${c.op} issued ${Math.round((c.sentAt - t0) / 1000)} s after the action began`);
+    p.basetenCalls.length = 0;
+    rowsByPrefixBefore = rowsByPrefix;
   }
 
-  /**
-   * Reads as the consumer, here or at the lagging location, and records the promises: every set
-   * through GET /v1/keys, or the given sets one by one through GET /v1/keys/{set}.
-   */
-  async function read(remote: boolean, only: string[] | null) {
-    const now = w.clock.now();
-    remoteLag = remote ? rng.int(0, 60_000) : 0;
-    const fetchOne = async (path: string) => {
-      const init = { headers: { authorization: `Bearer ${w.tokens.everything}` } };
-      if (!remote) return w.request(path, init);
-      const ctx = createExecutionContext();
-      const res = await remoteApp.fetch(new Request(`https://rotator.test${path}`, init), remoteEnv, ctx);
-      await waitOnExecutionContext(ctx);
-      return res;
-    };
+  /** Every location reads every set (GET /v1/keys), at once; every document is checked. */
+  async function readAll() {
+    await Promise.all(p.locations.map((l) => read(l.name)));
+  }
+
+  async function read(location: string) {
+    const now = clock.now();
     report.reads++;
-    const docs: KeyDocument[] = [];
-    if (only === null) {
-      const res = await fetchOne("/v1/keys");
-      if (res.status !== 200) return violation(`read: GET /v1/keys answered ${res.status} ${await res.text()}`);
-      docs.push(...((await res.json()) as { keys: KeyDocument[] }).keys);
-      for (const set of hadKey) if (!docs.some((d) => d.model_set === set)) violation(`live-current: ${set} had a key but the read served none`);
-    } else {
-      for (const set of only) {
-        const res = await fetchOne(`/v1/keys/${set}`);
-        if (res.status === 200) docs.push((await res.json()) as KeyDocument);
-        else if (hadKey.has(set) || res.status !== 503) violation(`read: GET /v1/keys/${set} answered ${res.status} ${await res.text()}`);
-      }
-    }
+    const res = await p.location(location).request("/v1/keys", { headers: { authorization: `Bearer ${p.tokens.everything}` } });
+    if (res.status !== 200) return violation("read", `${location}: GET /v1/keys answered ${res.status} ${(await res.text()).slice(0, 200)}`);
+    const docs = ((await res.json()) as { keys: KeyDoc[] }).keys;
+    let freshLive: Set<string> | undefined;
+    for (const set of hadKey) if (!docs.some((d) => d.model_set === set)) violation("live-current", `${location}: ${set} had a key but the read served none`);
     for (const doc of docs) {
       report.documents++;
       const cur = rows.find((r) => r.model_set === doc.model_set && r.state === "current");
@@ -391,72 +411,93 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       const prefix = prefixOf(doc.api_key);
       const refresh = Date.parse(doc.refresh_at);
       const expires = Date.parse(doc.expires_at);
-      if (expires > (served.get(prefix) ?? 0)) {
-        served.set(prefix, expires);
-        servedHow.set(prefix, `served at ${iso(now)} ${remote ? `elsewhere, edge lag ${remoteLag} ms` : "here"}, refresh_at ${doc.refresh_at}`);
-      }
-      if (refresh <= now) violation(`document: ${doc.model_set} gen ${doc.generation} served refresh_at ${doc.refresh_at} at ${iso(now)}`);
-      if (expires < refresh + OVERLAP_MS[doc.model_set]!) violation(`document: ${doc.model_set} gen ${doc.generation} expires_at less than refresh_at + overlap`);
-      if (!live.has(prefix)) {
+      if (expires > (served.get(prefix)?.expires ?? 0)) served.set(prefix, { expires, how: `served by ${location} at ${iso(now)}, refresh_at ${doc.refresh_at}` });
+      if (refresh <= now) violation("document", `${location}: ${doc.model_set} gen ${doc.generation} served refresh_at ${doc.refresh_at} at ${iso(now)}`);
+      if (expires < refresh + OVERLAP_MS[doc.model_set]!) violation("document", `${location}: ${doc.model_set} gen ${doc.generation} expires_at less than refresh_at + overlap`);
+      // (A read inside a hold sees keys minted since the last check: ask Baseten itself.)
+      if (!live.has(prefix) && !(freshLive ??= await p.livePrefixes()).has(prefix)) {
         const e = emergency.get(prefix);
-        // Elsewhere, a key revoke_previous revoked may be served while KV (or its edge copy, or
-        // that isolate's memory) still holds it: up to MAX_STALENESS after KV stopped holding it.
-        const excused = remote && e !== undefined && kvHeld(doc.model_set, doc.generation, now - MAX_STALENESS_MS, now);
-        if (!excused) violation(`live-current: ${remote ? "another location" : "this location"} served ${doc.model_set} gen ${doc.generation}, which is not live at Baseten${e !== undefined ? ` (revoke_previous ${now - e} ms before)` : ""}`);
+        const revoked = p.revokedAt.get(prefix) ?? e;
+        const excused = e !== undefined && revoked !== undefined && now - revoked <= STALE_MS;
+        if (!excused)
+          violation(
+            "live-current",
+            `${location} served ${doc.model_set} gen ${doc.generation}, which is not live at Baseten${revoked !== undefined ? ` (revoked ${Math.round((now - revoked) / 1000)} s before${e !== undefined ? ", by revoke_previous" : ""})` : ""}`,
+          );
       }
     }
   }
 
-  /** Sets whose promises are in motion around `[from, to]`: due, overdue, just rotated, expiring, pending. */
-  function hotSets(from: number, to: number): string[] {
-    const hot = new Set<string>();
-    for (const r of rows) {
-      if (r.state === "pending") hot.add(r.model_set);
-      if (r.state === "current" && ((r.refresh_at ?? 0) <= to || r.created_at >= from - (to - from))) hot.add(r.model_set);
-      if (r.state === "previous" && (r.expires_at ?? 0) <= to && (r.expires_at ?? 0) > from - (to - from)) hot.add(r.model_set);
+  let webhookSeq = 0;
+  /** A signed rotation webhook at "east"; `revokePrevious` is the leak response. */
+  async function webhook(set: string, revokePrevious: boolean) {
+    await loadRows(); // it may run inside a hold of another run: what D1 holds now
+    const before = rows.find((r) => r.model_set === set && r.state === "current");
+    const e0 = clock.now();
+    const res = await p.webhook("east", { model_set: set, reason: `soak ${opts.seed} early rotation`, revoke_previous: revokePrevious }, { id: `soak-${opts.seed}-${path}-${++webhookSeq}` });
+    if (res.status === 200) {
+      report.rotations++;
+      report.earlyRotations++;
+    } else if (res.status >= 500) report.failedRuns++;
+    // revoke_previous applies once the replacement is promoted, even if the answer was lost:
+    // every key of the set other than the new one may go at once.
+    if (revokePrevious && before?.prefix) {
+      const after = await realDB.prepare("SELECT state FROM keys WHERE model_set = ?1 AND generation = ?2").bind(set, before.generation).first<{ state: string }>();
+      if (after?.state !== "current") {
+        report.emergencyRevokes++;
+        for (const r of rows) if (r.model_set === set && r.prefix && (r.state === "current" || r.state === "previous")) emergency.set(r.prefix, e0);
+      }
     }
-    return [...hot].sort();
   }
 
-  /** Whether KV's (fresh) entry for `set` held `generation` at any time in [from, to]. */
-  function kvHeld(set: string, generation: number, from: number, to: number): boolean {
-    const versions = history.get(`key:${set}`) ?? [];
-    // KV values are sealed whole (src/cache.ts): the generation is in the entry's metadata.
-    const genOf = (v: { value: string | null; metadata: unknown }) => (v.value === null ? null : ((v.metadata as { g?: number } | null)?.g ?? null));
-    let atFrom: number | null = null;
-    for (const v of versions) {
-      if (v.at <= from) atFrom = genOf(v);
-      else if (v.at <= to && genOf(v) === generation) return true;
-    }
-    return atFrom === generation;
-  }
+  const faults = catalogue({ p: () => p, webhook, readAll });
 
   function predictedWork(now: number): boolean {
-    return rows.some((r) => (r.state === "current" && (r.refresh_at ?? 0) <= now) || (r.state === "previous" && (r.expires_at ?? 0) <= now) || r.state === "pending");
+    // One tick of look-ahead: an engine may rotate ahead of refresh_at (DESIGN §3).
+    return rows.some((r) => (r.state === "current" && (r.refresh_at ?? 0) <= now + tickMs) || (r.state === "previous" && (r.expires_at ?? 0) <= now) || r.state === "pending");
   }
 
   async function inject(faultChance: number): Promise<Injection | null> {
+    if (carried) return carried.inj;
     if (!rng.chance(faultChance)) return null;
-    const inj = rng.pick(CATALOGUE)(rng);
-    if (inj.fake) await w.fake.fault(...inj.fake);
+    const inj = rng.pick(faults)(rng);
+    if (inj.fake) await p.fake.fault(...inj.fake);
     if (inj.d1) plan.d1(...inj.d1);
     if (inj.kv) plan.kv(...inj.kv);
+    if (inj.hooks) p.hook(...inj.hooks.map((h) => ({ ...h, label: `hook:${inj.kind}` })));
+    lastFault = { kind: inj.kind, at: clock.now() };
     report.faultsInjected++;
     report.faultsByKind[inj.kind] = (report.faultsByKind[inj.kind] ?? 0) + 1;
     return inj;
   }
 
   /** Counts what fired and clears what did not, so every action starts clean. */
-  async function settle(inj: Injection | null) {
+  /**
+   * A model fault (a hook) whose operation did not come up in its action stays armed for up to
+   * three more ticks (an engine may do that work a tick later or earlier than predicted); no
+   * other fault is injected meanwhile. Everything else is cleared after its action.
+   */
+  let carried: { inj: Injection; ticksLeft: number } | null = null;
+
+  /** Counts what fired and clears what did not, so every action starts clean. */
+  async function settle(inj: Injection | null, tickEnd: boolean) {
     if (!inj) return;
-    let fired = plan.totalHits;
+    const hookHits = Object.values(p.hits).reduce((a, b) => a + b, 0);
+    if (inj.hooks && !inj.fake && !inj.d1 && !inj.kv && hookHits === 0 && tickEnd) {
+      carried ??= { inj, ticksLeft: 4 };
+      if (--carried.ticksLeft > 0) return;
+    }
+    carried = null;
+    let fired = plan.totalHits + hookHits;
     plan.clear();
     for (const k of Object.keys(plan.hits)) delete plan.hits[k];
+    p.clearHooks();
+    for (const k of Object.keys(p.hits)) delete p.hits[k];
     if (inj.fake) {
-      const res = await fetch(`${env.BASETEN_API_BASE}/__control/${encodeURIComponent(w.fake.key)}/faults`);
+      const res = await fetch(`${env.BASETEN_API_BASE}/__control/${encodeURIComponent(p.fake.key)}/faults`);
       const left = ((await res.json()) as { faults: { count: number }[] }).faults.reduce((a, f) => a + f.count, 0);
       fired += inj.fake.reduce((a, f) => a + (f.count ?? 1), 0) - left;
-      await w.fake.clearFaults();
+      await p.fake.clearFaults();
     }
     if (fired > 0) {
       report.faultsFired++;
@@ -464,19 +505,38 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     }
   }
 
-  const start = w.clock.now();
-  const setIds = Object.keys(SOAK_SETS);
+  async function cronTick() {
+    if (path === "queue") {
+      const r = await p.queueTick();
+      report.queued += r.queued;
+      return r.results;
+    }
+    return (await p.tick()).results;
+  }
+
+  /** Whether a recorded time of a live row falls in (from, to]. */
+  function crossed(from: number, to: number): boolean {
+    return rows.some((r) => [r.refresh_at, r.expires_at].some((x) => x !== null && x > from - STALE_MS && x <= to));
+  }
+  let lastChecked = clock.now();
+
+  const start = clock.now();
   for (let i = 0; i < ticks; i++) {
+    if (Date.now() - started > maxWallMs) {
+      violation("wall-clock", `the soak stopped after ${i} of ${ticks} ticks: over its ${maxWallMs / 1000} s budget`);
+      break;
+    }
+    tickIndex = i;
     const t = start + i * tickMs;
-    w.clock.set(Math.max(t, w.clock.now()));
-    const t0 = w.clock.now();
+    clock.set(Math.max(t, clock.now()));
+    const t0 = clock.now();
+    const wasCarried = (carried as { inj: Injection } | null)?.inj;
     const inj = await inject(predictedWork(t0) ? faultRate : faultRate / 10);
-    rowsByPrefixBefore = rowsByPrefix;
-    let busy = inj !== null;
+    let busy = inj !== null && inj !== wasCarried;
     try {
-      const summary = await tick(engine);
-      busy ||= summary.planned > 0;
-      for (const r of summary.results) {
+      const results = await cronTick();
+      busy ||= results.length > 0;
+      for (const r of results) {
         if (r.outcome === "rotated") report.rotations++;
         if (r.outcome === "failed") report.failedRuns++;
       }
@@ -484,80 +544,75 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       report.failedTicks++; // the cron's own read failed: the whole tick is retried at the next one
     }
     report.ticks++;
-    await settle(inj);
-    await check(t0, i, busy);
+    await settle(inj, true);
+    // Every step that can have changed anything is checked at every location: a tick that ran a
+    // set or met a fault, or one that passed a recorded refresh_at / expires_at (what documents
+    // say changes then); a tenth of the quiet ones too.
+    if (busy || crossed(lastChecked, clock.now()) || rng.chance(0.1)) {
+      await check(t0);
+      await readAll();
+      lastChecked = clock.now();
+    }
 
-    // Between ticks: reads here and there, maybe an early rotation, at seeded offsets. Reads are
-    // dense where promises are made that matter: around rotations, overdue keys, faults.
-    const hot = hotSets(t, t + tickMs);
-    const lively = busy || hot.length > 0 || leftoverSince.size > 0;
-    const events: { at: number; what: "local" | "remote" | "early" }[] = [];
-    // Half the reads of a lively interval fall in the first 90 s after the tick: while edge copies
-    // and isolate memories elsewhere may still hold what the tick replaced.
-    const offset = () => (lively && rng.chance(0.5) ? rng.int(0, 90_000) : rng.int(0, tickMs - 1));
-    if (rng.chance(lively ? 0.6 : 0.05)) events.push({ at: offset(), what: "local" });
-    if (rng.chance(lively ? 0.6 : 0.03)) events.push({ at: offset(), what: "remote" });
+    // Between ticks: reads at random locations, maybe a webhook rotation, at seeded offsets;
+    // dense in the first 90 s after a busy tick (edge copies and memories elsewhere still old).
+    const events: { at: number; what: string }[] = [];
+    const offset = () => (busy && rng.chance(0.6) ? rng.int(0, 90_000) : rng.int(0, tickMs - 1));
+    const reads = busy ? rng.int(1, 4) : rng.chance(0.15) ? 1 : 0;
+    for (let k = 0; k < reads; k++) events.push({ at: offset(), what: rng.pick(p.locations).name });
     if (rng.chance(earlyRate)) events.push({ at: rng.int(0, tickMs - 1), what: "early" });
     events.sort((a, b) => a.at - b.at);
     for (const ev of events) {
-      w.clock.set(Math.max(t + ev.at, w.clock.now()));
+      clock.set(Math.max(t + ev.at, clock.now()));
       if (ev.what !== "early") {
-        const readFault = rng.chance(0.03) ? await inject(1) : null;
-        await read(ev.what === "remote", hot.length > 0 && rng.chance(0.8) ? hot : null);
-        await settle(readFault);
+        await read(ev.what);
         continue;
       }
-      const set = rng.pick(setIds);
-      const revokePrevious = rng.chance(emergencyShare);
-      const before = rows.find((r) => r.model_set === set && r.state === "current");
-      const e0 = w.clock.now();
+      const e0 = clock.now();
       const earlyInj = await inject(faultRate);
-      rowsByPrefixBefore = rowsByPrefix;
-      const result = await runSet(engine, set, { trigger: "webhook", mint: "now", revokePrevious, reason: `soak ${opts.seed} early rotation` });
-      if (result.outcome === "rotated") {
-        report.rotations++;
-        report.earlyRotations++;
-      } else if (result.outcome === "failed") report.failedRuns++;
-      // revoke_previous applies once the replacement is promoted, even if the run then failed
-      // (the promote committed and its answer was lost): the old key may go at once.
-      if (revokePrevious && before?.prefix) {
-        const after = await env.DB.prepare("SELECT state FROM keys WHERE model_set = ?1 AND generation = ?2").bind(set, before.generation).first<{ state: string }>();
-        if (after?.state !== "current") {
-          // Engine v2: revoke_previous revokes every key of the set other than the new one.
-          for (const r of rows) if (r.model_set === set && r.prefix && (r.state === "current" || r.state === "previous")) emergency.set(r.prefix, e0);
-          report.emergencyRevokes++;
-        }
-      }
-      await settle(earlyInj);
-      await check(e0, i, true);
+      await webhook(rng.pick(SET_IDS), rng.chance(emergencyShare));
+      await settle(earlyInj, false);
+      await check(e0);
+      await readAll();
+      lastChecked = clock.now();
     }
   }
 
   // Convergence: faults stop; after a clean day (the longest overlap) every set is tidy.
-  const end = w.clock.now();
+  const end = clock.now();
   for (let t = end + tickMs; t <= end + 26 * HOUR; t += 6 * tickMs) {
-    w.clock.set(t);
-    rowsByPrefixBefore = rowsByPrefix;
-    await tick(engine);
+    clock.set(Math.max(t, clock.now()));
+    await cronTick();
     report.convergenceTicks++;
-    await check(t, ticks + report.convergenceTicks, true);
-    if (rng.chance(0.3)) await read(rng.chance(0.5), null);
+    tickIndex++;
+    await check(t);
+    await readAll();
   }
-  const cached = await env.KEYS.list({ prefix: "key:" });
-  const now = w.clock.now();
-  for (const set of setIds) {
+  clock.advance(STALE_MS);
+  await loadRows();
+  const now = clock.now();
+  const docsAt = await Promise.all(
+    p.locations.map(async (l) => {
+      const res = await l.request("/v1/keys", { headers: { authorization: `Bearer ${p.tokens.everything}` } });
+      return { location: l.name, docs: res.status === 200 ? ((await res.json()) as { keys: KeyDoc[] }).keys : [] };
+    }),
+  );
+  for (const set of SET_IDS) {
     const current = rows.filter((r) => r.model_set === set && r.state === "current");
-    if (current.length !== 1) violation(`converged: ${set} has ${current.length} current keys`);
-    const kvGen = (cached.keys.find((k) => k.name === `key:${set}`)?.metadata as { g?: number } | undefined)?.g;
-    if (current[0] && kvGen !== current[0].generation) violation(`converged: ${set} KV holds gen ${kvGen} while D1's current is gen ${current[0].generation}`);
+    if (current.length !== 1) violation("converged", `${set} has ${current.length} current keys`);
+    for (const { location, docs } of docsAt) {
+      const d = docs.find((x) => x.model_set === set);
+      if (current[0] && d?.generation !== current[0].generation) violation("converged", `${location} serves ${set} gen ${d?.generation} while D1's current is gen ${current[0].generation}`);
+    }
     const pend = rows.filter((r) => r.model_set === set && r.state === "pending");
-    if (pend.length > 0) violation(`converged: ${set} still has ${pend.length} pending rows`);
+    if (pend.length > 0) violation("converged", `${set} still has ${pend.length} pending rows`);
     const expected = rows.filter((r) => r.model_set === set && (r.state === "current" || (r.state === "previous" && (r.expires_at ?? 0) > now))).map((r) => r.prefix!);
-    const liveHere = [...live].filter(([, name]) => setOfName(name) === set).map(([p]) => p);
-    if (liveHere.length !== expected.length || !expected.every((p) => liveHere.includes(p))) violation(`converged: ${set} live keys ${liveHere.length} != D1's current + unexpired previous ${expected.length}`);
-    const overdue = rows.filter((r) => r.model_set === set && r.state === "previous" && (r.expires_at ?? 0) <= now - tickMs);
-    if (overdue.length > 0) violation(`converged: ${set} gen ${overdue.map((r) => r.generation).join(", ")} still previous after its promise ended`);
+    const liveHere = [...live].filter(([, name]) => setOfName(name) === set).map(([pr]) => pr);
+    if (liveHere.length !== expected.length || !expected.every((pr) => liveHere.includes(pr))) violation("converged", `${set} live keys ${liveHere.length} != D1's current + unexpired previous ${expected.length}`);
+    const overdue = rows.filter((r) => r.model_set === set && r.state === "previous" && (r.expires_at ?? 0) <= now - tickMs - STALE_MS);
+    if (overdue.length > 0) violation("converged", `${set} gen ${overdue.map((r) => r.generation).join(", ")} still previous after its promise ended`);
   }
+  p.dispose();
   report.wallMs = Date.now() - started;
   return report;
 }
