@@ -1,12 +1,15 @@
-/** Wiring only: the HTTP app, the cron tick and the queue consumer. */
+/** Wiring only: the HTTP app, the cron tick, the queue consumer and the KeyService entrypoint (RPC). */
 import { createApp } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { tick } from "./cron.ts";
 import type { Env, RotationMessage } from "./env.ts";
-import { dispatchRunEvents } from "./events.ts";
+import { deliverEvents, dispatchRunEvents } from "./events.ts";
+import { laggingEvents } from "./identity/tracking.ts";
 import { log } from "./log.ts";
 import { consumeDeadLetters, consumeRotations, isDeadLetterQueue } from "./queue.ts";
-import { createEngine } from "./rotation.ts";
+import { type RotationEvent, createEngine } from "./rotation.ts";
+
+export { KeyService } from "./rpc.ts";
 
 const app = createApp();
 
@@ -22,6 +25,15 @@ export default {
     const summary = await tick(createEngine(result.config, env), env.ROTATIONS);
     // Events go out after the tick, through waitUntil: a slow receiver never holds up a rotation.
     dispatchRunEvents(result.config, env.DB, summary.results, ctx);
+    // consumer.lagging (DESIGN §3.1), once per consumer, set and generation; only when someone listens.
+    const config = result.config;
+    if (config.events.some((s) => s.events.length === 0 || s.events.includes("consumer.lagging"))) {
+      ctx.waitUntil(
+        laggingEvents(env.DB, config, Date.now())
+          .then((events) => deliverEvents(config, env.DB, events as unknown as RotationEvent[], ctx))
+          .catch((err) => log("warn", "consumer.lagging_failed", { error: err instanceof Error ? err.message.slice(0, 120) : "unknown" })),
+      );
+    }
   },
 
   async queue(batch, env, ctx) {
