@@ -98,7 +98,7 @@ export async function resolveKey(env: Env, config: Config, identity: Identity, s
   return key!;
 }
 
-const waitUntilOf = (ctx: Ctx) => (ctx ? (p: Promise<unknown>) => ctx.waitUntil(p) : undefined);
+const waitUntilOf = (ctx: Ctx) => (typeof ctx?.waitUntil === "function" ? (p: Promise<unknown>) => ctx.waitUntil(p) : undefined);
 
 /** `Cache-Control: no-cache`: the consumer asks for D1's current key. */
 export function wantsFresh(request: Request): boolean {
