@@ -120,7 +120,7 @@ export async function startOidcIssuer(port = 0): Promise<OidcIssuer> {
       }
       if (req.method === "POST" && path === "/__sign") {
         const alg = (body.alg as string) ?? "RS256";
-        const claims = { iss: issuer, ...(body.claims as Record<string, unknown>) };
+        const claims: Record<string, unknown> = { iss: issuer, ...(body.claims as Record<string, unknown>) };
         for (const k of Object.keys(claims)) if (claims[k] === null) delete claims[k];
         if (alg === "none") {
           const token = `${b64url(JSON.stringify({ alg: "none", typ: "JWT" }))}.${b64url(JSON.stringify(claims))}.`;
