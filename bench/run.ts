@@ -39,7 +39,7 @@ const ONLY = (() => {
   const i = process.argv.indexOf("--only");
   if (i < 0) return null;
   const part = process.argv[i + 1];
-  if (part !== "read" && part !== "rotation" && part !== "queue") throw new Error("--only takes read, rotation or queue");
+  if (part !== "read" && part !== "rotation" && part !== "queue" && part !== "drill") throw new Error("--only takes read, rotation, queue or drill");
   return part;
 })();
 /** --compare <bundle.js>: a second rotator bundle under the same load, e.g. the previous build. */
@@ -534,6 +534,7 @@ async function main() {
   say("building the bundle (wrangler deploy --dry-run --minify)...");
   const bundle = buildBundle();
   fake = await startFakeBaseten({ port: 0 });
+  if (ONLY === "drill") return void console.log((await (await import("./drill.ts")).runDrill(fake)).markdown); // leak drill + auth (bench/drill.ts)
   const start = loadavg();
   const read = ONLY === "rotation" ? null : await readPath();
   const reads = ONLY === "rotation" ? null : await readCost();

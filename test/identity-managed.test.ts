@@ -107,7 +107,7 @@ describe("managed consumers", () => {
   });
 
   it("admin token required (401 + WWW-Authenticate); wrong methods 405 + Allow; unknown name 404", async () => {
-    for (const headers of [{}, { authorization: `Bearer ${w.tokens["demo-svc"]}` }]) {
+    for (const headers of [{}, { authorization: `Bearer ${w.tokens["demo-svc"]}` }] as Record<string, string>[]) {
       for (const res of [
         await w.request("/v1/admin/consumers", { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ name: "x", model_sets: ["demo"] }) }),
         await w.request("/v1/admin/consumers", { headers }),
