@@ -149,6 +149,8 @@ describe("managed consumers", () => {
     }
     expect(stoppedAfter).toBeGreaterThanOrEqual(0);
     expect(stoppedAfter).toBeLessThanOrEqual(60);
+    // With traffic, the background refresh at 30 s ends it (the 60 s bound is for a location that was idle).
+    expect(stoppedAfter).toBeLessThanOrEqual(32);
     expect((await remove("gone-soon")).status).toBe(404);
     const audit = await env.DB.prepare("SELECT action, consumer FROM audit WHERE consumer IS NOT NULL ORDER BY id").all();
     expect(audit.results).toEqual([

@@ -57,6 +57,16 @@ describe("KeyService over a service binding with props", () => {
     expect(fresh.result.generation).toBe(2);
   });
 
+  it("a binding consumer is tracked like any other (the write goes through the RPC call's waitUntil)", async () => {
+    expect((await call("KEY_ROTATOR", "getKey", "demo")).ok).toBe(true);
+    let row: { consumer: string; generation: number } | null = null;
+    for (let i = 0; i < 50 && !row; i++) {
+      row = await env.DB.prepare("SELECT consumer, generation FROM consumer_seen WHERE consumer = 'edge-svc'").first();
+      if (!row) await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(row).toMatchObject({ consumer: "edge-svc" });
+  });
+
   it("listKeys() returns every granted set that has a key", async () => {
     const a = (await call("KEY_ROTATOR", "listKeys")) as { ok: true; result: { keys: KeyDocument[] } };
     expect(a.ok).toBe(true);

@@ -87,7 +87,8 @@ export async function managedByHash(db: D1Database, config: Config, hash: string
     const p = load(db, config, s, now).catch(() => undefined);
     if (waitUntil) waitUntil(p);
   }
-  return { consumer: snap.byHash.get(hash) ?? null, until: snap.loadedAt + SNAPSHOT_MAX_MS };
+  // Remembered until the snapshot is due for a refresh, so the refresh is what ends a deleted token.
+  return { consumer: snap.byHash.get(hash) ?? null, until: snap.loadedAt + SNAPSHOT_FRESH_MS };
 }
 
 /** After a create or delete here: the next lookup reads D1 again. */
