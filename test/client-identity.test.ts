@@ -110,7 +110,7 @@ describe("{binding, modelSet} inside a Worker", () => {
   it("gets the key over the rotator's real KeyService binding (props: edge-svc)", async () => {
     const w = await makeWorld({ consumers: {}, vars: { ENCRYPTION_KEY: env.ENCRYPTION_KEY, MODEL_SETS: env.MODEL_SETS, CONSUMERS: env.CONSUMERS } });
     await w.tick();
-    const client = createKeyClient({ binding: env.KEY_ROTATOR as unknown as KeyServiceBinding, modelSet: "demo" });
+    const client = createKeyClient({ binding: env.KEY_ROTATOR, modelSet: "demo" });
     const doc = await client.getKey();
     expect(doc).toMatchObject({ model_set: "demo", generation: 1 });
     expect(Object.isFrozen(doc)).toBe(true);

@@ -78,9 +78,12 @@ export interface FetcherLike {
   fetch(input: Request | string | URL, init?: RequestInit): Promise<Response>;
 }
 
-/** A service binding to the rotator's `KeyService` entrypoint (DESIGN §5). */
+/**
+ * A service binding to the rotator's `KeyService` entrypoint (DESIGN §5). What it returns is
+ * checked like an HTTP answer, so a typed `Service<KeyService>` stub fits as well.
+ */
 export interface KeyServiceBinding {
-  getKey(modelSet: string, options?: { fresh?: boolean }): Promise<KeyDocument>;
+  getKey(modelSet: string, options?: { fresh?: boolean }): Promise<unknown>;
 }
 
 /** A bearer token, or a function giving one (called for every request to the rotator). */
