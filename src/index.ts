@@ -3,7 +3,7 @@ import { createApp } from "./app.ts";
 import { loadConfig } from "./config.ts";
 import { tick } from "./cron.ts";
 import type { Env, RotationMessage } from "./env.ts";
-import { dispatchRunEvents } from "./events.ts";
+import { afterTick, deliverEvents, dispatchRunEvents } from "./events.ts";
 import { log } from "./log.ts";
 import { consumeDeadLetters, consumeRotations, isDeadLetterQueue } from "./queue.ts";
 import { createEngine } from "./rotation.ts";
@@ -22,6 +22,12 @@ export default {
     const summary = await tick(createEngine(result.config, env), env.ROTATIONS);
     // Events go out after the tick, through waitUntil: a slow receiver never holds up a rotation.
     dispatchRunEvents(result.config, env.DB, summary.results, ctx);
+    // The tick is recorded (status, metrics) and sets > 5 min overdue get `rotation.overdue`.
+    const overdue = await afterTick(result.config, env.DB, Date.now()).catch((err) => {
+      log("warn", "after_tick.failed", { error: err instanceof Error ? err.message.slice(0, 200) : "unknown" });
+      return [];
+    });
+    deliverEvents(result.config, env.DB, overdue, ctx);
   },
 
   async queue(batch, env, ctx) {

@@ -1,22 +1,13 @@
 /**
  * Admin routes (`Authorization: Bearer $ADMIN_TOKEN`):
  *   POST /v1/admin/rotate/{set}  rotate now (same options and answers as the webhook)
- *   GET  /v1/admin/status        per-set state, config problems, event delivery failures
- *
- * Status answers even when the rest of the configuration is invalid, as long as ADMIN_TOKEN
- * itself is usable: that is exactly when an operator needs it. It then shows what D1 knows
- * plus the config problems (the same list /healthz gives).
+ * (GET /v1/admin/status is src/status.ts.)
  */
-import { loadConfig } from "../config.ts";
 import { sha256Hex, timingSafeEqual } from "../crypto.ts";
-import type { Env } from "../env.ts";
-import { NO_STORE, fail, json } from "../http.ts";
-import { buildStatus } from "../status.ts";
+import { fail } from "../http.ts";
 import { type RotateContext, type RotateRequest, parseRotateBody, readBody, requireJson, rotateNow } from "./rotate.ts";
 
 const CHALLENGE = { "www-authenticate": 'Bearer realm="baseten-key-rotator-admin"' };
-/** The same minimum config.ts enforces; below it the token is a config problem. */
-const MIN_TOKEN_LENGTH = 16;
 
 const notConfigured = (): never => fail(503, "not_configured", "ADMIN_TOKEN is not set: admin routes are turned off");
 
@@ -43,16 +34,4 @@ export async function adminRotate(request: Request & { params: Record<string, st
   const set = request.params.set!;
   if (req.model_set !== undefined && req.model_set !== set) fail(400, "invalid_body", "model_set in the body must match the set in the path");
   return rotateNow(c, set, "admin", req);
-}
-
-export async function adminStatus(request: Request, env: Env): Promise<Response> {
-  const result = loadConfig(env);
-  const token = env.ADMIN_TOKEN || null;
-  if (token === null || token.length < MIN_TOKEN_LENGTH) {
-    if (!result.ok) fail(503, "config_invalid", `the configuration is invalid: ${result.problems.length} problem(s); see /healthz`);
-    notConfigured();
-  }
-  await authenticateAdmin(request, token!);
-  const status = await buildStatus(env.DB, result.ok ? result.config : null, result.ok ? [] : result.problems);
-  return json(status, 200, NO_STORE);
 }
