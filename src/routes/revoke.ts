@@ -70,6 +70,10 @@ export async function revokeRoute(request: Request, c: RequestContext): Promise<
     SET_ID.test(set) &&
     (config.sets.has(set) || (await c.env.DB.prepare("SELECT 1 FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') LIMIT 1").bind(set).first()) !== null);
   if (!known) fail(404, "unknown_model_set", "no such model set");
+  // Checked here first so a refused request writes nothing (no lease taken, no run recorded);
+  // the engine checks again under the lease, which decides when a rotation races this one.
+  const nothingToDo = await precheck(c.env.DB, set, req.revoke);
+  if (nothingToDo) return json({ model_set: set, revoked: [], reason: req.reason });
 
   const engine = createEngine(config, c.env, c.clock);
   const result = await runSet(engine, set, { trigger: "admin", mint: false, revoke: req.revoke, reason: req.reason });
@@ -83,4 +87,26 @@ export async function revokeRoute(request: Request, c: RequestContext): Promise<
     throw new HttpError(upstream ? 502 : 503, upstream ? "upstream_failed" : "revoke_failed", failure.message, upstream ? {} : { "retry-after": "60" }, { model_set: set, revoked: result.revoked });
   }
   return json({ model_set: set, revoked: result.revoked, reason: req.reason });
+}
+
+/**
+ * The request against D1 as it stands: unknown generations 404, the current one (or one being
+ * minted) 409. Returns true when there is nothing left to revoke (all named ones already gone, or
+ * no previous key at all), so the answer needs no run.
+ */
+async function precheck(db: D1Database, set: string, target: RevokeTarget): Promise<boolean> {
+  const named = "generations" in target ? target.generations : [];
+  const { results } = await db
+    .prepare(
+      `SELECT generation, state FROM keys WHERE model_set = ?1 AND (state IN ('pending', 'current', 'previous')${named.length ? ` OR generation IN (${named.map((_, i) => `?${i + 2}`).join(", ")})` : ""})`,
+    )
+    .bind(set, ...named)
+    .all<{ generation: number; state: string }>();
+  const state = new Map(results.map((r) => [r.generation, r.state]));
+  if (!("generations" in target)) return ![...state.values()].includes("previous");
+  const unknown = named.filter((g) => !state.has(g));
+  if (unknown.length > 0) fail(404, "unknown_generation", `model set ${set} has no generation ${unknown.join(", ")}`);
+  const live = named.filter((g) => state.get(g) === "current" || state.get(g) === "pending");
+  if (live.length > 0) fail(409, "is_current", `generation ${live.join(", ")} is the current key (or being minted): rotate with revoke_previous instead`);
+  return !named.some((g) => state.get(g) === "previous");
 }
