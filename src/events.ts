@@ -152,7 +152,7 @@ export async function afterTick(config: Config, db: D1Database, now: number): Pr
     db
       .prepare(
         `SELECT k.model_set, k.generation, k.refresh_at FROM keys k
-         WHERE k.state = 'current' AND k.refresh_at <= ?1
+         WHERE k.state = 'current' AND k.refresh_at < ?1
            AND NOT EXISTS (SELECT 1 FROM overdue_notices o WHERE o.model_set = k.model_set AND o.generation = k.generation)`,
       )
       .bind(now - OVERDUE_AFTER_MS),
