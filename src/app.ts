@@ -22,7 +22,7 @@ import { auditRoute } from "./routes/audit.ts";
 import { health } from "./routes/health.ts";
 import { getKey, getKeyFromMemory, listKeys } from "./routes/keys.ts";
 import { metricsRoute } from "./routes/metrics.ts";
-import { pageRoute, pageScriptRoute, pageStyleRoute } from "./routes/page.ts";
+import { pageIconRoute, pageRoute, pageScriptRoute, pageStyleRoute } from "./routes/page.ts";
 import { revokeRoute } from "./routes/revoke.ts";
 import { rotationWebhook } from "./routes/webhooks.ts";
 import { statusRoute } from "./status.ts";
@@ -64,6 +64,7 @@ export const ROUTES: Route[] = [
   { method: "GET", path: "/admin", open: true, handler: pageRoute },
   { method: "GET", path: "/admin/app.js", open: true, handler: pageScriptRoute },
   { method: "GET", path: "/admin/app.css", open: true, handler: pageStyleRoute },
+  { method: "GET", path: "/admin/favicon.svg", open: true, handler: pageIconRoute },
 ];
 
 /** What the hot path's raw-URL pattern takes for a parameter: exactly the ids the routes serve. */

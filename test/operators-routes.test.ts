@@ -88,7 +88,7 @@ describe("the operator page", () => {
     expect([...html.matchAll(/<script\b[^>]*>/g)].map((m) => m[0])).toEqual(['<script src="/admin/app.js" defer>']);
     expect(html).not.toMatch(/<script\b[^>]*>[^<]+<\/script>/);
     expect(html).not.toMatch(/<style\b|\sstyle=|\son[a-z]+=|javascript:/i);
-    expect([...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1])).toEqual(["/admin/app.css", "/admin/app.js"]);
+    expect([...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1])).toEqual(["/admin/favicon.svg", "/admin/app.css", "/admin/app.js"]);
     // The token field is never submitted anywhere (no name, and CSP form-action 'none').
     expect(html).toMatch(/<input id="token" type="password"/);
     expect(html).not.toMatch(/<input id="token"[^>]*\bname=/);

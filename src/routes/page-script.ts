@@ -149,7 +149,9 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     var sets = $("sets");
     clear(sets);
     if (s.sets.length === 0) sets.appendChild(el("p", { class: "card muted", text: "No model sets are configured or known to D1." }));
-    s.sets.forEach(function (set) { sets.appendChild(renderSet(set, s, now)); });
+    // Configured sets first (alphabetical, as status lists them), then sets D1 still holds keys for.
+    s.sets.filter(function (x) { return x.configured !== false; }).concat(s.sets.filter(function (x) { return x.configured === false; }))
+      .forEach(function (set) { sets.appendChild(renderSet(set, s, now)); });
     renderConsumers(s, now);
   }
 
@@ -213,6 +215,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       failed ? el("span", { class: "pill bad", text: "last run failed" }) : null,
       overdue ? el("span", { class: "pill bad", text: "rotation overdue" }) : null,
       set.pending !== null ? el("span", { class: "pill", text: "minting g" + set.pending }) : null,
+      el("span", { class: "meta small muted" }, ["team ", el("span", { class: "mono", text: set.team_id || "—" }), " · models ", el("span", { class: "mono", text: set.model_ids.join(", ") || "—" })]),
     ];
     var facts = el("dl", { class: "facts" }, [
       fact("Generation", el("strong", { class: "generation", "data-testid": "generation", text: set.generation === null ? "none yet" : String(set.generation) })),
@@ -220,9 +223,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       fact("Next refresh", el("span", { "data-testid": "refresh-at" }, [timeEl(set.refresh_at, now)])),
       fact("Expires", timeEl(set.expires_at, now)),
       fact("Live keys", el("span", { "data-testid": "live-keys", text: String((set.generation === null ? 0 : 1) + set.previous.length) })),
-      fact("Team", el("span", { text: set.team_id || "—" })),
-      fact("Models", el("span", { class: "mono", text: set.model_ids.join(", ") || "—" })),
-      fact("Last run", set.last_run ? el("span", {}, [set.last_run.outcome + " (" + set.last_run.trigger + ") ", timeEl(set.last_run.at, now)]) : el("span", { class: "muted", text: "none" })),
+      fact("Last run", set.last_run ? el("span", {}, [set.last_run.outcome + " (" + set.last_run.trigger + ") ", timeEl(set.last_run.at, now)]) : el("span", { class: "muted", text: "none" }), true),
     ]);
     var error = failed && set.last_run.error ? el("p", { class: "error small", text: set.last_run.error }) : null;
     var buttons = el("div", { class: "buttons" }, [
@@ -238,7 +239,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     ]);
   }
 
-  function fact(label, value) { return el("div", {}, [el("dt", { text: label }), el("dd", {}, [value])]); }
+  function fact(label, value, wide) { return el("div", { class: wide ? "wide" : null }, [el("dt", { text: label }), el("dd", {}, [value])]); }
 
   /** The generations as bars: minted -> replaced -> revoked (or the promised expiry); failed runs marked. */
   function timeline(set, now) {
@@ -294,15 +295,15 @@ export const PAGE_SCRIPT = String.raw`"use strict";
       nodes.push(svg("line", { class: "tl-refresh", "data-refresh-at": set.refresh_at, x1: rx, x2: rx, y1: TOP - 10, y2: bottom + 4 }, [svg("title", { text: "next refresh_at " + utc(set.refresh_at) })]));
       nodes.push(svg("text", { class: "tl-axis refresh", x: rx, y: bottom + 30, "text-anchor": rx > W - 120 ? "end" : "middle", text: "next refresh " + relative(set.refresh_at, now) }));
     }
-    nodes.push(svg("text", { class: "tl-axis", x: LEFT, y: bottom + 18, text: utc(new Date(t0).toISOString()).slice(5, 16) }));
-    nodes.push(svg("text", { class: "tl-axis", x: W - RIGHT, y: bottom + 18, "text-anchor": "end", text: utc(new Date(t1).toISOString()).slice(5, 16) }));
+    // The window's ends, unless the "now" label sits there.
+    if (x(now) - LEFT > 90) nodes.push(svg("text", { class: "tl-axis", x: LEFT, y: bottom + 18, text: utc(new Date(t0).toISOString()).slice(5, 16) }));
+    if (W - RIGHT - x(now) > 90) nodes.push(svg("text", { class: "tl-axis", x: W - RIGHT, y: bottom + 18, "text-anchor": "end", text: utc(new Date(t1).toISOString()).slice(5, 16) }));
     var summary = "Timeline of " + gens.length + " generations of " + set.model_set + (set.generation !== null ? "; current generation " + set.generation : "");
     return el("figure", { class: "timeline" }, [
       svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": summary, width: W, height: H, class: "tl", "data-set": set.model_set }, nodes),
-      el("figcaption", { class: "legend small muted" }, [
-        el("span", { class: "key served" }), "serving ", el("span", { class: "key current" }), "current ", el("span", { class: "key promise" }), "promised overlap ",
-        el("span", { class: "key overlap" }), "overlap until revoked ", el("span", { class: "key failed" }), "failed run ", el("span", { class: "key refresh" }), "next refresh",
-      ]),
+      el("figcaption", { class: "legend small muted" }, [["served", "serving"], ["current", "current key"], ["promise", "promised (until expires_at)"], ["overlap", "overlap, then revoked"], ["failed", "failed run"], ["refresh", "next refresh_at"]].map(function (k) {
+        return el("span", { class: "legend-item" }, [el("span", { class: "key " + k[0] }), k[1]]);
+      })),
     ]);
   }
 
@@ -430,7 +431,8 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     $("refresh").addEventListener("click", function () { load(); });
     $("confirm-form").addEventListener("submit", confirm);
     $("confirm-cancel").addEventListener("click", closeDialog);
-    $("confirm").addEventListener("close", function () { state.busy = false; state.onConfirm = null; });
+    // Escape closes the dialog too; the event may come after another dialog was opened already.
+    $("confirm").addEventListener("close", function () { if (!$("confirm").open) { state.busy = false; state.onConfirm = null; } });
     var resizeTimer = null;
     window.addEventListener("resize", function () {
       clearTimeout(resizeTimer);

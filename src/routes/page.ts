@@ -41,6 +41,7 @@ const PAGE_HTML = `<!doctype html>
 <meta name="referrer" content="no-referrer">
 <meta name="robots" content="noindex">
 <title>baseten-key-rotator · operator</title>
+<link rel="icon" href="/admin/favicon.svg" type="image/svg+xml">
 <link rel="stylesheet" href="/admin/app.css">
 <script src="/admin/app.js" defer></script>
 </head>
@@ -108,8 +109,8 @@ body { margin: 0; }
 .top h1 { font-size: 17px; margin: 0; font-weight: 600; }
 .top h1 .muted { color: #9fb0c8; font-weight: 400; }
 .summary { display: flex; flex-wrap: wrap; gap: 6px; flex: 1; }
-.top .pill { background: #2b3646; color: #e7edf6; border-color: #3b4a60; }
-.top .pill.ok { color: #9fe3bd; } .top .pill.bad { background: #5b1d20; color: #ffd6d7; } .top .pill.warn { color: #ffd28a; }
+.top .pill, .top .pill.ok, .top .pill.warn { background: #2b3646; color: #e7edf6; border-color: #3b4a60; }
+.top .pill.ok { color: #9fe3bd; } .top .pill.warn { color: #ffd28a; } .top .pill.bad { background: #5b1d20; color: #ffd6d7; border-color: #8a2d31; }
 .top-actions { display: flex; gap: 8px; }
 main { max-width: 1240px; margin: 0 auto; padding: 16px 20px 40px; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; margin: 0 0 14px; }
@@ -142,6 +143,7 @@ button:disabled { opacity: .55; cursor: default; }
 .facts { display: grid; grid-template-columns: repeat(auto-fill, minmax(150px, 1fr)); gap: 4px 16px; margin: 0 0 8px; }
 .facts dt { font-size: 12px; color: var(--muted); } .facts dd { margin: 0; overflow-wrap: anywhere; }
 .facts .generation { font-size: 20px; }
+.facts .wide { grid-column: span 2; }
 .timeline { margin: 4px 0 8px; }
 .tl { display: block; max-width: 100%; height: auto; }
 .tl-bg { fill: #f7f9fc; stroke: var(--line); }
@@ -156,8 +158,11 @@ button:disabled { opacity: .55; cursor: default; }
 .tl-now { stroke: var(--ink); stroke-width: 1.5; }
 .tl-refresh { stroke: var(--ok); stroke-width: 2; stroke-dasharray: 5 4; }
 .tl-axis { font-size: 11px; fill: var(--muted); } .tl-axis.refresh { fill: var(--ok); font-weight: 600; }
-.legend { display: flex; flex-wrap: wrap; gap: 2px 10px; align-items: center; margin-top: 4px; }
-.key { display: inline-block; width: 14px; height: 9px; border-radius: 2px; margin-right: -6px; vertical-align: middle; }
+.legend { display: flex; flex-wrap: wrap; gap: 2px 14px; align-items: center; margin-top: 4px; }
+.legend-item { display: inline-flex; gap: 5px; align-items: center; white-space: nowrap; }
+.key { display: inline-block; width: 14px; height: 9px; border-radius: 2px; }
+.meta { flex-basis: 100%; }
+@media (min-width: 900px) { .meta { flex-basis: auto; margin-left: auto; } }
 .key.served { background: var(--served); } .key.current { background: var(--current); } .key.promise { background: var(--promise); border: 1px dashed var(--served); }
 .key.overlap { background: var(--overlap); } .key.failed { background: var(--bad); } .key.refresh { border-top: 2px dashed var(--ok); height: 2px; }
 .buttons { display: flex; flex-wrap: wrap; gap: 8px; justify-content: flex-end; }
@@ -186,6 +191,12 @@ export function pageRoute(_request: Request, _c: RequestContext): Response {
 
 export function pageScriptRoute(_request: Request, _c: RequestContext): Response {
   return new Response(PAGE_SCRIPT, { headers: { "content-type": "text/javascript; charset=utf-8", ...SECURITY_HEADERS } });
+}
+
+const FAVICON = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3" fill="#2457c5"/><path d="M4 11h8M4 8h6M4 5h8" stroke="#fff" stroke-width="1.6"/></svg>`;
+
+export function pageIconRoute(_request: Request, _c: RequestContext): Response {
+  return new Response(FAVICON, { headers: { "content-type": "image/svg+xml", ...SECURITY_HEADERS, "cache-control": "max-age=86400" } });
 }
 
 export function pageStyleRoute(_request: Request, _c: RequestContext): Response {
