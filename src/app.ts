@@ -88,7 +88,7 @@ function compile(route: Route): Compiled {
 
 function compileFast(route: Route): { route: Route; url: RegExp; names: string[] } {
   const names: string[] = [];
-  const source = route.path.replace(/:(\w+)/g, (_m, name: string) => {
+  const source = route.path.replace(/[.*+?^${}()|[\]\\]/g, "\\$&").replace(/:(\w+)/g, (_m, name: string) => {
     names.push(name);
     const p = FAST_PARAM[name];
     if (!p) throw new Error(`no fast pattern for :${name}`);

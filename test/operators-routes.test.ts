@@ -6,7 +6,7 @@
  * stores the token anywhere but sessionStorage.
  */
 import { describe, expect, it } from "vitest";
-import { ROUTES } from "../src/app.ts";
+import { ROUTES, createApp } from "../src/app.ts";
 import { CSP } from "../src/routes/page.ts";
 import { PAGE_SCRIPT } from "../src/routes/page-script.ts";
 import { METRICS_TOKEN, admin, bearer, expectRefused } from "./helpers/operators.ts";
@@ -67,6 +67,20 @@ describe("the route table", () => {
         challenge: true,
       });
     }
+  });
+});
+
+describe("the hot path", () => {
+  it("a row's fast answer is taken on the exact raw URL only; anything else runs its handler through the table", async () => {
+    const w = await makeWorld();
+    const app = createApp({}, [{ method: "GET", path: "/v1/keys/:set", handler: (_r, c) => new Response(`handler ${c.params.set}`), fast: (_r, c) => (c.params.set === "miss" ? null : new Response(`fast ${c.params.set}`)) }]);
+    const get = async (url: string, method = "GET") => (await app.fetch(new Request(url, { method }), w.env, {} as ExecutionContext)).text();
+    expect(await get("https://r.test/v1/keys/demo")).toBe("fast demo");
+    expect(await get("https://r.test/v1/keys/miss")).toBe("handler miss");
+    expect(await get("https://r.test/v1/keys/demo?x=1")).toBe("handler demo");
+    expect(await get("https://r.test/v1/keys/demo/")).toBe("handler demo");
+    expect(await get("https://r.test/v1/keys/DEMO")).toBe("handler DEMO");
+    expect(await get("https://r.test/v1/keys/demo", "HEAD")).toBe("");
   });
 });
 
