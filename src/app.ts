@@ -56,7 +56,7 @@ export const ROUTES: Route[] = [
     fast: (r, c) => getKeyFromMemory(r, c.env, c.config, c.now, c.params.set!),
   },
   { method: "POST", path: "/v1/webhooks/rotate", handler: rotationWebhook },
-  { method: "POST", path: "/v1/admin/rotate/:set", handler: (r, c) => adminRotate(Object.assign(r, { params: c.params }), c) },
+  { method: "POST", path: "/v1/admin/rotate/:set", handler: adminRotate },
   { method: "POST", path: "/v1/admin/revoke/:set", handler: revokeRoute },
   { method: "GET", path: "/v1/admin/status", open: true, handler: statusRoute },
   { method: "GET", path: "/v1/admin/audit", handler: auditRoute },
