@@ -263,6 +263,30 @@ async function main() {
   console.log("saved docs/operator-page-phone.png (390 wide, full page)");
   await page.setViewportSize({ width: 1280, height: 800 });
 
+  // What this branch's status cannot produce yet (consumer tracking, config problems, a stalled
+  // engine), injected into the status answer: lagging consumers are flagged, problems listed, and
+  // markup in any of them stays text.
+  const real = await status();
+  const injected = {
+    ...real,
+    config_problems: [`MODEL_SETS.x: <b id="inj">bad</b>`],
+    engine: { last_tick_at: null, stalled: true },
+    consumers: [
+      { name: `<i id="inj2">svc</i>`, kind: "oidc", model_sets: ["chat"], seen: [{ model_set: "chat", generation: 4, at: new Date().toISOString(), lagging: true }] },
+      { name: "fresh-svc", kind: "token", model_sets: ["chat"], seen: [{ model_set: "chat", generation: 5, at: new Date().toISOString(), lagging: false }] },
+    ],
+  };
+  await page.route("**/v1/admin/status", (route) => route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(injected) }));
+  await page.locator("#refresh").click();
+  await page.locator("#config-problems li").waitFor();
+  equal(await page.locator("#config-problems li").textContent(), injected.config_problems[0], "config problem shown as text");
+  equal(await page.locator("#inj, #inj2").count(), 0, "no markup from status data");
+  equal(await page.locator("#consumers-body tr.lagging").count(), 1, "the lagging consumer is flagged");
+  equal(await page.locator("#consumers-body tr.lagging th").textContent(), injected.consumers[0]!.name, "its name as text");
+  check((await page.locator("#summary").textContent())!.includes("1 lagging"), "lagging count in the summary");
+  check((await page.locator("#summary").textContent())!.includes("engine stalled"), "stalled engine in the summary");
+  await page.unroute("**/v1/admin/status");
+
   // Signing out forgets the token.
   await page.locator("#signout").click();
   equal(await page.evaluate(() => sessionStorage.getItem("bkr.adminToken")), null, "sign out forgets the token");
