@@ -180,8 +180,3 @@ export async function afterTick(config: Config, db: D1Database, now: number): Pr
       data: { refresh_at: new Date(r.refresh_at).toISOString(), overdue_seconds: Math.floor((now - r.refresh_at) / 1000) },
     }));
 }
-
-/** The last tick `afterTick` recorded, or null. TODO(lead): engineStatus(db, now) from the engine branch. */
-export async function lastTickAt(db: D1Database): Promise<number | null> {
-  return (await db.prepare("SELECT at FROM operator_marks WHERE name = 'last_tick'").first<number>("at")) ?? null;
-}

@@ -13,11 +13,10 @@
  *
  * Never key material. Each live key shows its `prefix`: Baseten's public key id, the one thing
  * its UI and list call show, so an operator can find (or revoke by hand) that key.
- * D1: one batch (one round trip) of six statements, plus one KV list pass for `encryption`.
+ * D1: one batch (one round trip) of seven statements, plus one KV list pass for `encryption`.
  */
 import { cachedGenerations } from "./cache.ts";
 import type { Config } from "./config.ts";
-import { lastTickAt } from "./events.ts";
 import { type RequestContext, NO_STORE, json } from "./http.ts";
 import type { DeliveryRow, KeyRow, SetStatusRow } from "./ledger.ts";
 import { authenticateOperator } from "./routes/admin-auth.ts";
@@ -108,7 +107,7 @@ type HistoryRow = Pick<KeyRow, "model_set" | "generation" | "state" | "created_a
  * configuration is invalid: then only what D1 knows is shown.
  */
 export async function buildStatus(db: D1Database, kv: KVNamespace, config: Config | null, configProblems: string[], now: number): Promise<Status> {
-  const [live, runs, failures, history, failedRuns, sealed] = await db.batch([
+  const [live, runs, failures, history, failedRuns, sealed, tick] = await db.batch([
     db.prepare("SELECT model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at FROM keys WHERE state IN ('pending', 'current', 'previous')"),
     db.prepare("SELECT model_set, last_trigger, last_outcome, last_error, last_run_at FROM sets ORDER BY model_set"),
     db.prepare("SELECT * FROM event_deliveries WHERE failed_at IS NOT NULL ORDER BY failed_at DESC"),
@@ -122,6 +121,8 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
       .bind(now - HISTORY_MS, HISTORY_PER_SET),
     db.prepare("SELECT model_set, trigger, reason, at FROM audit WHERE action = 'failed' AND at >= ?1 ORDER BY at DESC LIMIT 500").bind(now - FAILURES_MS),
     db.prepare("SELECT COUNT(*) AS n FROM keys WHERE ciphertext IS NOT NULL"),
+    // TODO(lead): engineStatus(db, now) from the engine branch (then this statement goes).
+    db.prepare("SELECT at FROM operator_marks WHERE name = 'last_tick'"),
   ]);
   const rows = live!.results as unknown as KeyRow[];
   const runBySet = new Map((runs!.results as unknown as SetStatusRow[]).map((r) => [r.model_set, r]));
@@ -165,13 +166,12 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
     };
   });
 
-  const tick = await lastTickAt(db);
+  const lastTick = (tick!.results[0] as { at: number } | undefined)?.at ?? null;
   return {
     generated_at: iso(now)!,
     sets,
     config_problems: configProblems,
-    // TODO(lead): engineStatus(db, now) from the engine branch.
-    engine: { last_tick_at: iso(tick), stalled: tick === null || now - tick > STALL_AFTER_MS },
+    engine: { last_tick_at: iso(lastTick), stalled: lastTick === null || now - lastTick > STALL_AFTER_MS },
     encryption: config ? await encryptionStatus(config, kv, (sealed!.results[0] as { n: number }).n) : null,
     consumers: config ? consumerStatus(config) : [],
     event_failures: (failures!.results as unknown as DeliveryRow[]).map((f) => ({
