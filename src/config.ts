@@ -70,7 +70,7 @@ const CONSUMER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** KV may serve a stale value for 60 s; consumers need time to refetch after that. */
 export const MIN_OVERLAP_MS = 120_000;
-export const EVENT_TYPES = ["key.rotated", "key.revoked", "rotation.failed", "consumer.lagging"] as const;
+export const EVENT_TYPES = ["key.rotated", "key.revoked", "rotation.failed", "rotation.overdue", "consumer.lagging"] as const;
 
 const SET_FIELDS = new Set(["model_ids", "rotate_every", "overlap", "enabled"]);
 const CONSUMER_FIELDS = new Set(["token_sha256", "oidc", "binding", "model_sets"]);

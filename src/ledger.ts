@@ -193,13 +193,18 @@ export interface RunRecord {
 
 /** Releases the lease (if still ours) and records how the run ended, in one statement. */
 export async function release(db: D1Database, set: string, holder: string, run: RunRecord): Promise<void> {
-  await db
+  const update = db
     .prepare(
       `UPDATE sets SET lease_holder = NULL, lease_expires_at = 0, last_trigger = ?3, last_outcome = ?4, last_error = ?5, last_run_at = ?6
        WHERE model_set = ?1 AND lease_holder = ?2`,
     )
-    .bind(set, holder, run.trigger, run.outcome, run.error, run.at)
-    .run();
+    .bind(set, holder, run.trigger, run.outcome, run.error, run.at);
+  if (run.outcome !== "failed") return void (await update.run());
+  // TODO(lead): the engine branch records `failed` audit rows itself; keep one of the two.
+  await db.batch([
+    update,
+    db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, NULL, 'failed', ?2, ?3, ?4 WHERE changes() > 0").bind(set, run.trigger, run.error, run.at),
+  ]);
 }
 
 export interface SetStatusRow {

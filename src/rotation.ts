@@ -65,7 +65,9 @@ export function createEngine(
 export interface RunOptions {
   trigger: Trigger;
   /** "due": mint only if no current key or refresh_at reached (cron); "now": mint regardless (webhook, admin); "never": maintenance only. */
-  mint: "due" | "now" | "never";
+  mint: "due" | "now" | "never" | false;
+  /** Emergency revoke (POST /v1/admin/revoke/{set}): these non-current keys, or every previous one, now. */
+  revoke?: { generations: number[] } | { allPrevious: true };
   /** The leak response: revoke the key being replaced at once instead of after its overlap. */
   revokePrevious?: boolean;
   reason?: string | null;
@@ -108,7 +110,7 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
   const deadline = startedAt + RUN_BUDGET_MS;
   const holder = randomId(16);
   const setConfig = config.sets.get(set);
-  const canMint = opts.mint !== "never" && setConfig !== undefined && setConfig.enabled;
+  const canMint = opts.mint !== "never" && opts.mint !== false && setConfig !== undefined && setConfig.enabled;
 
   // 1. acquire
   let acquired: ledger.Acquired;
@@ -139,6 +141,8 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
     // 2. recover: pendings whose run died mid-mint (older than a lease: that run is gone or fenced off)
     const stale = rows.filter((r) => r.state === "pending" && r.generation !== pending?.generation && r.created_at <= startedAt - LEASE_MS);
     if (stale.length > 0) await recoverPendings(engine, stale, opts.trigger, deadline).catch((err) => log("warn", "recover.failed", { model_set: set, error: errorText(err) }));
+
+    if (opts.revoke) await explicitRevoke(engine, set, rows, opts, deadline, result);
 
     // 3. retire: a set no longer configured is served to nobody; its key lives out its promise
     if (!setConfig && current) {
@@ -348,6 +352,55 @@ async function coverStaleServing(engine: Engine, set: string, rows: KeyRow[], ge
     if (expiresAt <= (row.expires_at ?? 0)) continue;
     await ledger.extendExpiry(engine.db, set, row.generation, expiresAt);
     row.expires_at = expiresAt;
+  }
+}
+
+/**
+ * TODO(lead): replaced by the engine branch. The emergency revoke, minimal: the whole request is
+ * checked first (unknown -> `unknown_generation`, current or being minted -> `is_current`, already
+ * revoked or abandoned -> skipped), then each key is deleted at Baseten and marked revoked.
+ */
+async function explicitRevoke(engine: Engine, set: string, rows: KeyRow[], opts: RunOptions, deadline: number, result: RunReport): Promise<void> {
+  const { db, clock } = engine;
+  const target = opts.revoke!;
+  let chosen: KeyRow[];
+  if ("allPrevious" in target) chosen = rows.filter((r) => r.state === "previous");
+  else {
+    const live = new Map(rows.map((r) => [r.generation, r]));
+    const missing = target.generations.filter((g) => !live.has(g));
+    const gone = new Set<number>();
+    if (missing.length > 0) {
+      const found = await db
+        .prepare(`SELECT generation FROM keys WHERE model_set = ?1 AND generation IN (${missing.map((_, i) => `?${i + 2}`).join(", ")})`)
+        .bind(set, ...missing)
+        .all<{ generation: number }>();
+      for (const r of found.results) gone.add(r.generation);
+    }
+    const unknown = missing.filter((g) => !gone.has(g));
+    if (unknown.length > 0) {
+      result.failure = { code: "unknown_generation", message: `model set ${set} has no generation ${unknown.join(", ")}`, status: null };
+      return;
+    }
+    const notPrevious = target.generations.filter((g) => live.has(g) && live.get(g)!.state !== "previous");
+    if (notPrevious.length > 0) {
+      result.failure = { code: "is_current", message: `generation ${notPrevious.join(", ")} is the current key (or being minted): rotate with revoke_previous instead`, status: null };
+      return;
+    }
+    chosen = target.generations.filter((g) => live.has(g)).map((g) => live.get(g)!);
+  }
+  for (const row of chosen) {
+    try {
+      await engine.baseten.revoke(row.prefix!, deadline);
+    } catch (err) {
+      result.outcome = "failed";
+      result.failure = upstreamFailure(err);
+      return;
+    }
+    const at = clock();
+    await ledger.markRevoked(db, set, row.generation, at, opts.trigger, opts.reason ?? "emergency revoke");
+    row.state = "revoked";
+    result.revoked.push(row.generation);
+    result.events.push({ type: "key.revoked", model_set: set, generation: row.generation, at, trigger: opts.trigger, data: { revoked_at: iso(at), emergency: true } });
   }
 }
 

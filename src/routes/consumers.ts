@@ -10,22 +10,14 @@
  * same D1 batch as the change. The location that made the change forgets its snapshot at once;
  * every other location sees it within 60 s (identity/managed.ts).
  */
-import type { Config } from "../config.ts";
 import { sha256Hex, toBase64 } from "../crypto.ts";
-import type { Env } from "../env.ts";
-import { NO_STORE, fail, json } from "../http.ts";
+import { NO_STORE, type RequestContext, fail, json } from "../http.ts";
 import { configuredNames, forgetRemembered } from "../identity/index.ts";
 import { MANAGED_NAME, type ManagedConsumer, deleteManaged, dropManagedSnapshot, insertManaged, listManaged, managedByName } from "../identity/managed.ts";
-import { authenticateAdmin } from "./admin.ts";
+import { authenticateOperator } from "./admin-auth.ts";
 
 const MAX_BODY_BYTES = 8 * 1024;
 const BODY_FIELDS = new Set(["name", "model_sets", "reason"]);
-
-async function requireAdmin(request: Request, config: Config): Promise<void> {
-  // TODO(lead): with the secrets branch, admit any of config.adminTokens.
-  if (!config.adminToken) fail(503, "not_configured", "ADMIN_TOKEN is not set: admin routes are turned off");
-  await authenticateAdmin(request, config.adminToken!);
-}
 
 async function readJson(request: Request): Promise<unknown> {
   const type = request.headers.get("content-type") ?? "";
@@ -67,8 +59,9 @@ const audit = (db: D1Database, action: "consumer_created" | "consumer_deleted", 
       : db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, consumer, at) VALUES (?1, NULL, ?2, 'admin', ?3, ?4, ?5)").bind(set, action, reason, name, at),
   );
 
-export async function createConsumer(request: Request, env: Env, config: Config, now: number): Promise<Response> {
-  await requireAdmin(request, config);
+export async function createConsumer(request: Request, c: RequestContext): Promise<Response> {
+  await authenticateOperator(request, c);
+  const { env, config, now } = c;
   const body = await readJson(request);
   if (body === null || typeof body !== "object" || Array.isArray(body)) fail(400, "invalid_body", "the body must be a JSON object {name, model_sets}");
   const b = body as Record<string, unknown>;
@@ -94,8 +87,9 @@ export async function createConsumer(request: Request, env: Env, config: Config,
   return json({ name: consumer.name, model_sets: modelSets, token }, 201, NO_STORE);
 }
 
-export async function listConsumers(request: Request, env: Env, config: Config): Promise<Response> {
-  await requireAdmin(request, config);
+export async function listConsumers(request: Request, c: RequestContext): Promise<Response> {
+  await authenticateOperator(request, c);
+  const { env, config } = c;
   const configured = configuredNames(config);
   const managed = (await listManaged(env.DB)).filter((m) => !configured.has(m.name));
   const consumers = [
@@ -105,8 +99,10 @@ export async function listConsumers(request: Request, env: Env, config: Config):
   return json({ consumers }, 200, NO_STORE);
 }
 
-export async function deleteConsumer(request: Request, env: Env, config: Config, now: number, rawName: string): Promise<Response> {
-  await requireAdmin(request, config);
+export async function deleteConsumer(request: Request, c: RequestContext): Promise<Response> {
+  await authenticateOperator(request, c);
+  const { env, config, now } = c;
+  const rawName = c.params.name!;
   let name: string;
   try {
     name = decodeURIComponent(rawName);
