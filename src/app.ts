@@ -49,12 +49,12 @@ export interface Route {
 /** Every route of the worker (DESIGN §3). New routes are one row here. */
 export const ROUTES: Route[] = [
   { method: "GET", path: "/healthz", open: true, handler: (_r, c) => health(c) },
-  { method: "GET", path: "/v1/keys", handler: (r, c) => listKeys(r, c.env, c.config, c.now, c.ctx) },
+  { method: "GET", path: "/v1/keys", handler: listKeys },
   {
     method: "GET",
     path: "/v1/keys/:set",
-    handler: (r, c) => getKey(r, c.env, c.config, c.now, c.params.set!, c.ctx),
-    fast: (r, c) => getKeyFromMemory(r, c.env, c.config, c.now, c.params.set!, c.ctx),
+    handler: getKey,
+    fast: getKeyFromMemory,
   },
   { method: "POST", path: "/v1/webhooks/rotate", handler: rotationWebhook },
   { method: "POST", path: "/v1/admin/rotate/:set", handler: adminRotate },

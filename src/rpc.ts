@@ -14,10 +14,10 @@
  * `config_invalid: ...`, `bad_request: ...`); nothing else escapes.
  */
 import { WorkerEntrypoint } from "cloudflare:workers";
-import { StatusError } from "itty-router";
 import { type Config, SET_ID, loadConfig } from "./config.ts";
 import { type KeyDocument, keyDocument } from "./document.ts";
 import type { Env } from "./env.ts";
+import { HttpError } from "./http.ts";
 import { type Identity, bindingIdentity } from "./identity/index.ts";
 import { log } from "./log.ts";
 import { resolveKey, resolveKeys } from "./routes/keys.ts";
@@ -29,10 +29,7 @@ export interface KeyServiceProps {
 const coded = (code: string, message: string) => new Error(`${code}: ${message}`);
 
 function toCodedError(err: unknown): Error {
-  if (err instanceof StatusError) {
-    const e = err as StatusError & { error?: string };
-    return coded(e.error ?? "error", e.message);
-  }
+  if (err instanceof HttpError) return coded(err.code, err.message);
   log("error", "rpc.unhandled", { error: err instanceof Error ? err.name : "unknown" });
   return coded("internal", "internal error");
 }
@@ -62,7 +59,7 @@ export class KeyService extends WorkerEntrypoint<Env, KeyServiceProps> {
       const key = await resolveKey(this.env, config, identity, set, now, { fresh, ctx: this.ctx });
       return keyDocument(key, now);
     } catch (err) {
-      throw err instanceof Error && /^[a-z_]+: /.test(err.message) && !(err instanceof StatusError) ? err : toCodedError(err);
+      throw err instanceof Error && /^[a-z_]+: /.test(err.message) && !(err instanceof HttpError) ? err : toCodedError(err);
     }
   }
 
@@ -74,7 +71,7 @@ export class KeyService extends WorkerEntrypoint<Env, KeyServiceProps> {
       const keys = await resolveKeys(this.env, config, identity, now, { ctx: this.ctx });
       return { keys: keys.map((k) => keyDocument(k, now)) };
     } catch (err) {
-      throw err instanceof Error && /^[a-z_]+: /.test(err.message) && !(err instanceof StatusError) ? err : toCodedError(err);
+      throw err instanceof Error && /^[a-z_]+: /.test(err.message) && !(err instanceof HttpError) ? err : toCodedError(err);
     }
   }
 }

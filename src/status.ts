@@ -13,12 +13,14 @@
  *
  * Never key material. Each live key shows its `prefix`: Baseten's public key id, the one thing
  * its UI and list call show, so an operator can find (or revoke by hand) that key.
- * D1: one batch (one round trip) of seven statements, plus one KV list pass for `encryption`.
+ * D1: one batch (one round trip) of seven statements and, alongside it, the two reads of
+ * `consumerStatus` (src/identity/tracking.ts); plus one KV list pass for `encryption`.
  */
 import { cachedGenerations } from "./cache.ts";
 import type { Config } from "./config.ts";
 import { type RequestContext, NO_STORE, json } from "./http.ts";
 import type { DeliveryRow, KeyRow, SetStatusRow } from "./ledger.ts";
+import { consumerStatus } from "./identity/tracking.ts";
 import { authenticateOperator } from "./routes/admin-auth.ts";
 
 const iso = (ms: number | null | undefined) => (ms === null || ms === undefined ? null : new Date(ms).toISOString());
@@ -107,6 +109,9 @@ type HistoryRow = Pick<KeyRow, "model_set" | "generation" | "state" | "created_a
  * configuration is invalid: then only what D1 knows is shown.
  */
 export async function buildStatus(db: D1Database, kv: KVNamespace, config: Config | null, configProblems: string[], now: number): Promise<Status> {
+  // Consumers (identity: two D1 reads) alongside the batch, not after it.
+  const consumers = config ? consumerStatus({ DB: db }, config, now) : Promise.resolve([]);
+  consumers.catch(() => {}); // awaited below; no unhandled rejection if the batch fails first
   const [live, runs, failures, history, failedRuns, sealed, tick] = await db.batch([
     db.prepare("SELECT model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at FROM keys WHERE state IN ('pending', 'current', 'previous')"),
     db.prepare("SELECT model_set, last_trigger, last_outcome, last_error, last_run_at FROM sets ORDER BY model_set"),
@@ -173,7 +178,7 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
     config_problems: configProblems,
     engine: { last_tick_at: iso(lastTick), stalled: lastTick === null || now - lastTick > STALL_AFTER_MS },
     encryption: config ? await encryptionStatus(config, kv, (sealed!.results[0] as { n: number }).n) : null,
-    consumers: config ? consumerStatus(config) : [],
+    consumers: await consumers,
     event_failures: (failures!.results as unknown as DeliveryRow[]).map((f) => ({
       subscriber: f.origin,
       event_id: f.failed_event_id,
@@ -219,12 +224,3 @@ async function encryptionStatus(config: Config, kv: KVNamespace, d1Sealed: numbe
   return { primary, sealed_by: n > 0 ? { [primary]: n } : {} };
 }
 
-/**
- * TODO(lead): `consumerStatus(env, config, now)` from the identity branch (managed consumers,
- * per-set progress and `lagging`). Until then: the configured consumers, nothing seen yet.
- */
-function consumerStatus(config: Config): ConsumerStatus[] {
-  return config.consumers
-    .map((c) => ({ name: c.name, kind: (c as { kind?: string }).kind ?? "token", model_sets: [...c.modelSets], seen: [] }))
-    .sort((a, b) => a.name.localeCompare(b.name));
-}

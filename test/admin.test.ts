@@ -162,7 +162,8 @@ describe("GET /v1/admin/status", () => {
     expect(s.engine).toEqual({ last_tick_at: null, stalled: true }); // w.tick() runs the engine only, not the cron's afterTick
     expect(s.encryption).toEqual({ primary: expect.stringMatching(/^[0-9a-f]{8}$/), sealed_by: { [s.encryption!.primary]: expect.any(Number) } });
     expect(s.consumers).toEqual([
-      { name: "demo-svc", kind: "token", model_sets: ["demo"], seen: [] },
+      // demo-svc fetched generation 1, then 2 (tracked: the highest, since its first fetch).
+      { name: "demo-svc", kind: "token", model_sets: ["demo"], seen: [{ model_set: "demo", generation: 2, at: new Date(w.clock.now()).toISOString(), lagging: false }] },
       { name: "other-svc", kind: "token", model_sets: ["other"], seen: [] },
     ]);
 

@@ -119,7 +119,7 @@ describe("managed consumers", () => {
     }
     const put = await w.request("/v1/admin/consumers", { method: "PUT", headers: admin() });
     expect(put.status).toBe(405);
-    expect(put.headers.get("allow")).toBe("GET, POST");
+    expect(put.headers.get("allow")).toBe("GET, HEAD, POST"); // HEAD answers on every GET route (DESIGN §3)
     const get = await w.request("/v1/admin/consumers/x", { headers: admin() });
     expect(get.status).toBe(405);
     expect(get.headers.get("allow")).toBe("DELETE");

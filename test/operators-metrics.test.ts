@@ -134,6 +134,36 @@ describe("GET /metrics", () => {
     expect(value(samples, "bkr_last_tick_age_seconds")).toBe(Infinity);
   });
 
+  it("bkr_consumer_generation_lag: per consumer and set it fetched, current generation minus the highest it fetched", async () => {
+    const w = await makeWorld({ vars: { METRICS_TOKEN } });
+    await w.tick();
+    w.clock.advance(10_000);
+    const created = await w.request("/v1/admin/consumers", { method: "POST", headers: { ...admin(w), "content-type": "application/json" }, body: JSON.stringify({ name: "batch-jobs", model_sets: ["demo", "other"] }) });
+    expect(created.status).toBe(201);
+    const managedToken = ((await created.json()) as { token: string }).token;
+    expect((await w.getKey("demo", "demo-svc")).status).toBe(200);
+    expect((await w.request("/v1/keys/demo", { headers: bearer(managedToken) })).status).toBe(200);
+    const lag = async () => parse(await (await w.request("/metrics", { headers: bearer(METRICS_TOKEN) })).text()).samples.filter((s) => s.name === "bkr_consumer_generation_lag");
+
+    // Both on the current generation; other-svc fetched nothing, and nobody fetched "other": no sample.
+    expect(await lag()).toEqual([
+      { name: "bkr_consumer_generation_lag", labels: { consumer: "batch-jobs", model_set: "demo" }, value: 0 },
+      { name: "bkr_consumer_generation_lag", labels: { consumer: "demo-svc", model_set: "demo" }, value: 0 },
+    ]);
+    w.clock.advance(10 * MIN);
+    expect((await w.request("/v1/admin/rotate/demo", { method: "POST", headers: admin(w) })).status).toBe(200);
+    w.clock.advance(10 * MIN);
+    expect((await w.request("/v1/admin/rotate/demo", { method: "POST", headers: admin(w) })).status).toBe(200);
+    expect((await w.request("/v1/keys/demo", { headers: { ...bearer(managedToken), "cache-control": "no-cache" } })).status).toBe(200);
+    expect(await lag()).toEqual([
+      { name: "bkr_consumer_generation_lag", labels: { consumer: "batch-jobs", model_set: "demo" }, value: 0 },
+      { name: "bkr_consumer_generation_lag", labels: { consumer: "demo-svc", model_set: "demo" }, value: 2 },
+    ]);
+    // Deleting the managed consumer removes its sample (no grant any more).
+    expect((await w.request("/v1/admin/consumers/batch-jobs", { method: "DELETE", headers: admin(w) })).status).toBe(200);
+    expect(await lag()).toEqual([{ name: "bkr_consumer_generation_lag", labels: { consumer: "demo-svc", model_set: "demo" }, value: 2 }]);
+  });
+
   it("answers on an invalid configuration with bkr_config_problems; refuses everyone else", async () => {
     const w = await makeWorld({ vars: { METRICS_TOKEN } });
     await w.tick();

@@ -1,8 +1,8 @@
 /**
  * The read path: GET /v1/keys/{set} and GET /v1/keys (and KeyService over RPC, src/rpc.ts).
  * Memory, then KV, then D1 on a miss; the document follows the promise rule (document.ts) and
- * is serialized once per cached key while it is on schedule. GET /v1/keys/{set} reaches getKey
- * around the router (app.ts).
+ * is serialized once per cached key while it is on schedule. GET /v1/keys/{set} is the route
+ * table's hot path (app.ts): getKeyFromMemory first, getKey when it returns null.
  *
  * Fresh reads (DESIGN §3): `Cache-Control: no-cache` (RPC: `{fresh: true}`) answers D1's
  * current key, bypassing memory and KV, at most once per consumer and set every 5 s per
@@ -14,7 +14,7 @@ import { decryptEntry, entryFromRow, memoryKey, readCachedKey, remember } from "
 import type { Config } from "../config.ts";
 import { type CurrentKey, keyDocument, nextAttempt } from "../document.ts";
 import type { Env } from "../env.ts";
-import { NO_STORE, fail, json } from "../http.ts";
+import { NO_STORE, type RequestContext, fail, json } from "../http.ts";
 import { type Identity, authenticate, rememberedIdentity } from "../identity/index.ts";
 import { noteServed } from "../identity/tracking.ts";
 import { currentRow } from "../ledger.ts";
@@ -106,7 +106,9 @@ export function wantsFresh(request: Request): boolean {
   return cc !== null && /(^|[\s,])no-cache($|[\s,=])/i.test(cc);
 }
 
-export async function getKey(request: Request, env: Env, config: Config, now: number, set: string, ctx?: Ctx): Promise<Response> {
+export async function getKey(request: Request, c: RequestContext): Promise<Response> {
+  const { env, config, now, ctx } = c;
+  const set = c.params.set!;
   const identity = await authenticate(request, config, { db: env.DB, now, waitUntil: waitUntilOf(ctx) });
   const key = await resolveKey(env, config, identity, set, now, { fresh: wantsFresh(request), ctx });
   return new Response(documentBody(key, now), { status: 200, headers: KEY_HEADERS });
@@ -117,7 +119,9 @@ export async function getKey(request: Request, env: Env, config: Config, now: nu
  * read in the last few seconds, no fresh read asked): the answer without a promise or any I/O.
  * Null otherwise, and the full path (getKey) answers, errors included.
  */
-export function getKeyFromMemory(request: Request, env: Env, config: Config, now: number, set: string, ctx?: Ctx): Response | null {
+export function getKeyFromMemory(request: Request, c: RequestContext): Response | null {
+  const { env, config, now, ctx } = c;
+  const set = c.params.set!;
   const identity = rememberedIdentity(request, config, now);
   if (!identity || !identity.modelSets.includes(set) || !config.sets.has(set)) return null;
   if (request.headers.has("cache-control")) return null;
@@ -155,7 +159,8 @@ export async function resolveKeys(env: Env, config: Config, identity: Identity, 
   return keys.filter((k): k is CurrentKey => k !== null);
 }
 
-export async function listKeys(request: Request, env: Env, config: Config, now: number, ctx?: Ctx): Promise<Response> {
+export async function listKeys(request: Request, c: RequestContext): Promise<Response> {
+  const { env, config, now, ctx } = c;
   const identity = await authenticate(request, config, { db: env.DB, now, waitUntil: waitUntilOf(ctx) });
   const keys = await resolveKeys(env, config, identity, now, { fresh: wantsFresh(request), ctx });
   return json({ keys: keys.map((k) => keyDocument(k, now)) }, 200, NO_STORE);

@@ -11,9 +11,9 @@
  *   bkr_consumer_generation_lag{consumer,model_set} current generation minus the highest the consumer fetched
  *   bkr_config_problems                           problems in the configuration (0: valid)
  *
- * Computed from D1 in one batch (one round trip) of three statements, whatever the number of sets:
+ * Computed from D1 in one batch (one round trip) of four statements, whatever the number of sets:
  * the live key rows, the per-set action counts (`audit_counts`, kept by a trigger on the audit
- * table) and the last tick. Answers on an invalid configuration too (then from what D1 knows).
+ * table), the last tick and consumer tracking (`consumer_seen`, src/identity/tracking.ts). Answers on an invalid configuration too (then from what D1 knows).
  */
 import type { Config } from "../config.ts";
 import { type RequestContext, NO_STORE } from "../http.ts";
@@ -53,10 +53,12 @@ class Exposition {
 }
 
 export async function renderMetrics(db: D1Database, config: Config | null, configProblems: number, now: number): Promise<string> {
-  const [live, counts, tick] = await db.batch([
+  const [live, counts, tick, seen] = await db.batch([
     db.prepare("SELECT model_set, generation, state, created_at, refresh_at FROM keys WHERE state IN ('pending', 'current', 'previous')"),
     db.prepare("SELECT model_set, action, n FROM audit_counts WHERE action IN ('minted', 'failed')"),
     db.prepare("SELECT at FROM operator_marks WHERE name = 'last_tick'"),
+    // Per consumer and set, the highest generation fetched; managed consumers' grants come along.
+    db.prepare("SELECT s.consumer, s.model_set, s.generation, m.model_sets AS managed_sets FROM consumer_seen s LEFT JOIN managed_consumers m ON m.name = s.consumer"),
   ]);
   const rows = live!.results as unknown as LiveRow[];
   const sets = [...new Set([...(config?.sets.keys() ?? []), ...rows.map((r) => r.model_set)])].sort();
@@ -87,9 +89,41 @@ export async function renderMetrics(db: D1Database, config: Config | null, confi
     ]),
   );
   m.family("bkr_last_tick_age_seconds", "gauge", "Seconds since the last cron tick (+Inf: no tick recorded).", [[{}, lastTick === null ? Infinity : (now - lastTick) / 1000]]);
-  // TODO(lead): samples from the identity branch's consumer progress (one more statement in the batch):
-  // per consumer and granted set, current generation minus the highest generation it fetched.
-  m.family("bkr_consumer_generation_lag", "gauge", "Current generation minus the highest generation the consumer fetched.", []);
+  m.family("bkr_consumer_generation_lag", "gauge", "Current generation minus the highest generation the consumer fetched.", consumerLag(seen!.results as unknown as SeenRow[], current, config));
   m.family("bkr_config_problems", "gauge", "Problems in the configuration (0: valid).", [[{}, configProblems]]);
   return m.text();
+}
+
+interface SeenRow {
+  consumer: string;
+  model_set: string;
+  generation: number;
+  /** JSON array of set ids when the consumer is a managed one. */
+  managed_sets: string | null;
+}
+
+/**
+ * Per consumer and granted set it has fetched from, the set's current generation minus the
+ * highest generation it fetched (never below 0). Grants: the configuration's consumers first (a
+ * configured name wins over a managed one, as in authentication), then the managed table. With
+ * an invalid configuration (`config` null) every tracked pair with a current key is shown.
+ */
+function consumerLag(rows: SeenRow[], current: Map<string, LiveRow>, config: Config | null): [Record<string, string>, number][] {
+  const configured = new Map(config?.consumers.map((c) => [c.name, c.modelSets]) ?? []);
+  const granted = (r: SeenRow): boolean => {
+    if (config === null) return true;
+    const sets = configured.get(r.consumer);
+    if (sets) return sets.includes(r.model_set);
+    if (r.managed_sets === null) return false;
+    try {
+      const managed: unknown = JSON.parse(r.managed_sets);
+      return Array.isArray(managed) && managed.includes(r.model_set);
+    } catch {
+      return false;
+    }
+  };
+  return rows
+    .filter((r) => current.has(r.model_set) && granted(r))
+    .sort((a, b) => a.consumer.localeCompare(b.consumer) || a.model_set.localeCompare(b.model_set))
+    .map((r) => [{ consumer: r.consumer, model_set: r.model_set }, Math.max(0, current.get(r.model_set)!.generation - r.generation)]);
 }
