@@ -20,6 +20,8 @@ export default defineConfig(async () => {
       reporters: ["default", "./test/reporters/figures.ts"],
       setupFiles: ["test/setup.ts"],
       include: ["test/**/*.test.ts"],
+      // The command line's tests run in Node (vitest.node.config.ts, `npm run test:node`).
+      exclude: ["test/cli-*.test.ts", "**/node_modules/**"],
       // Two test files at a time (vitest's default is cores - 1: one file at a time on the 2-core
       // CI machines). Most of a test's time is waiting on workerd's D1/KV and the fake Baseten,
       // so two overlap well: the two soak seeds (test/soak*.test.ts) run side by side.
