@@ -7,6 +7,11 @@ export default defineConfig(async () => {
   return {
     plugins: [
       cloudflareTest(({ inject }) => ({
+        // The pool runs workerd in verbose mode by default, which logs every subrequest whose
+        // connection drops as an "uncaught exception" even when the worker caught it (the fake's
+        // refuse / lost_after_commit / short stall faults do this on purpose). Plain workerd,
+        // wrangler dev and production do not; real uncaught exceptions still print.
+        verbose: false,
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
           // Test-only bindings: the migrations for the setup file and the fake Baseten's URL.
