@@ -7,7 +7,7 @@
  * Tokens are never printed, except the one `consumers add` and `token` create (and they say so).
  */
 import { createHash, createHmac, randomBytes, randomUUID } from "node:crypto";
-import { parseArgs } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { FileProblem, runCheck } from "./check.ts";
 import { str, table, when } from "./format.ts";
 import { type Answer, RequestFailed, type Target, UsageError, adminToken, baseUrl, call } from "./http.ts";
@@ -162,11 +162,11 @@ const CONNECTION_OPTIONS = {
   help: { type: "boolean", short: "h" },
 } as const;
 
-type Options = Parameters<typeof parseArgs>[0]["options"];
+type Options = NonNullable<ParseArgsConfig["options"]>;
 
-function parse<O extends Options>(command: string, argv: string[], options: O) {
+function parse<const O extends Options>(command: string, argv: string[], options: O) {
   try {
-    return parseArgs({ args: argv, options, allowPositionals: true, strict: true });
+    return parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>({ args: argv, options, allowPositionals: true, strict: true });
   } catch (err) {
     throw new UsageError((err as Error).message.replace(/\. To specify a positional argument starting with a '-'.*$/s, ""), command);
   }
