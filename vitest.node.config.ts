@@ -11,7 +11,8 @@ export default defineConfig({
     globalSetup: ["test/cli-global-setup.ts"],
     environment: "node",
     maxWorkers: 2,
-    testTimeout: 60_000,
+    // `check` loads wrangler (2-3 s of CPU each run, far more on a loaded machine).
+    testTimeout: 180_000,
     hookTimeout: 120_000,
     silent: "passed-only",
   },

@@ -8,7 +8,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
 import { runCli } from "./cli-harness.ts";
 
 const GOOD_SET = { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" };
@@ -34,10 +34,10 @@ id = "9f8e7d6c5b4a39281706f5e4d3c2b1a0"
 BASETEN_TEAM_ID = "team-1"
 ${vars}`;
 
-let dirs: string[] = [];
-afterEach(() => {
+// Each check loads wrangler (seconds of CPU); the directories go at the end.
+const dirs: string[] = [];
+afterAll(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
-  dirs = [];
 });
 
 /** A project directory with these files; `rotator.config.json` defaults to the committed `{}` one. */

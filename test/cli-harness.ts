@@ -36,7 +36,7 @@ export interface Run {
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; node?: string } = {}): Promise<Run> {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", ...opts.env };
   return new Promise((resolve) => {
-    execFile(opts.node ?? NODE20, [CLI, ...args], { env, cwd: opts.cwd ?? ROOT, encoding: "utf8", timeout: 60_000 }, (err, stdout, stderr) => {
+    execFile(opts.node ?? NODE20, [CLI, ...args], { env, cwd: opts.cwd ?? ROOT, encoding: "utf8", timeout: 150_000 }, (err, stdout, stderr) => {
       const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
       resolve({ code, stdout, stderr });
     });
