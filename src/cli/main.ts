@@ -561,9 +561,13 @@ export async function main(argv: string[]): Promise<number> {
     if (command === undefined || command === "--help" || command === "-h" || command === "help") {
       const topic = command === "help" ? rest[0] : undefined;
       if (topic !== undefined && !HELP[topic]) throw new UsageError(`unknown command "${topic}"`);
+      // No command at all is a usage mistake (help on stderr, exit 2); asking for help is not.
+      if (command === undefined) {
+        err(HELP.main!);
+        return 2;
+      }
       out(HELP[topic ?? "main"]!);
-      // No command at all is a usage mistake (exit 2), asking for help is not.
-      return command === undefined ? 2 : 0;
+      return 0;
     }
     if (command === "--version" || command === "-v") {
       out(VERSION);
