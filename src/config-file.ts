@@ -4,7 +4,7 @@
  * Cloudflare caps a var at 5 KB, which holds a few dozen sets. The file has no such cap (it is
  * part of the bundle), takes the same shapes as the vars (`{"MODEL_SETS": {...}, "CONSUMERS":
  * {...}}`) and is validated by the same parser, offline by `npm run check` too. A var, when set
- * (not absent and not ""), wins over the file for its name.
+ * (present, even as ""), wins over the file for its name.
  *
  * The repository commits a rotator.config.json with empty objects, so the import below always
  * resolves (wrangler, the tests and the CLI bundle it): edit that file in place.
@@ -18,7 +18,8 @@ export const CONFIG_FILE_NAME = "rotator.config.json";
 export const FILE_VARS = ["MODEL_SETS", "CONSUMERS"] as const;
 export type FileVar = (typeof FILE_VARS)[number];
 
-const isSet = (v: unknown) => v !== undefined && v !== null && v !== "";
+/** A var is set when present: an empty string is a (broken) value, reported by the parser, not a fallback. */
+const isSet = (v: unknown) => v !== undefined && v !== null;
 
 /** The file's vars and the problems with its shape (not with its sets or consumers: parseConfig names those). */
 export function readConfigFile(file: unknown): { vars: Partial<Record<FileVar, unknown>>; problems: string[] } {

@@ -134,7 +134,7 @@ export function checkConfiguration(input: DeploymentInput): CheckReport {
     for (const name of FILE_VARS) {
       const value = vars[name];
       if (value === undefined) continue;
-      if (!isSet(env[name])) {
+      if (env[name] === undefined || env[name] === null) {
         fromFile.push(name);
         source.set(name, fileName);
       } else if (typeof value === "object" && value !== null && Object.keys(value).length > 0) {
