@@ -47,6 +47,11 @@ export default defineConfig(async () => {
   return {
     plugins: [
       cloudflareTest(({ inject }) => ({
+        // The pool runs workerd in verbose mode by default, which logs every subrequest whose
+        // connection drops as an "uncaught exception" even when the worker caught it (the fake's
+        // refuse / lost_after_commit / short stall faults do this on purpose). Plain workerd,
+        // wrangler dev and production do not; real uncaught exceptions still print.
+        verbose: false,
         wrangler: { configPath: "./wrangler.toml" },
         miniflare: {
           // Test-only bindings: the migrations for the setup file and the fake Baseten's URL.
@@ -77,6 +82,8 @@ export default defineConfig(async () => {
       reporters: ["default", "./test/reporters/figures.ts"],
       setupFiles: ["test/setup.ts"],
       include: ["test/**/*.test.ts"],
+      // The command line's tests run in Node (vitest.node.config.ts, `npm run test:node`).
+      exclude: ["test/cli-*.test.ts", "**/node_modules/**"],
       // Two test files at a time (vitest's default is cores - 1: one file at a time on the 2-core
       // CI machines). Most of a test's time is waiting on workerd's D1/KV and the fake Baseten,
       // so two overlap well: the two soak seeds (test/soak*.test.ts) run side by side.

@@ -6,6 +6,7 @@
  * The result is cached per `env` object, so the read path parses nothing per request.
  */
 import type { Env } from "./env.ts";
+import { parseWithConfigFile } from "./config-file.ts";
 
 export interface ModelSetConfig {
   id: string;
@@ -364,10 +365,11 @@ export function parseConfig(env: Env): ConfigResult {
 // their own. A WeakMap keeps one parse per env object without ever going stale.
 const cache = new WeakMap<object, ConfigResult>();
 
-export function loadConfig(env: Env): ConfigResult {
+/** `file`: a rotator.config.json's content instead of the bundled one (the CLI's check). */
+export function loadConfig(env: Env, file?: unknown): ConfigResult {
   let result = cache.get(env);
   if (!result) {
-    result = parseConfig(env);
+    result = parseWithConfigFile(env, parseConfig, file);
     cache.set(env, result);
   }
   return result;
