@@ -93,13 +93,14 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     });
   }
 
-  function load() {
+  // notice: what to show once the status is loaded (a confirmed action's result); else the notice clears.
+  function load(notice) {
     if (!token()) return Promise.resolve();
     $("refresh").disabled = true;
     return api("GET", "/v1/admin/status").then(function (status) {
       state.status = status;
       render(status);
-      setNotice("");
+      setNotice(notice || "");
     }).catch(function (err) {
       if (err.message !== "unauthorized") setNotice("Could not load the status: " + err.message, true);
     }).then(function () { $("refresh").disabled = false; });
@@ -409,7 +410,7 @@ export const PAGE_SCRIPT = String.raw`"use strict";
     state.onConfirm().then(function (message) {
       closeDialog();
       setNotice(message, false);
-      return load();
+      return load(message);
     }, function (err) {
       ok.disabled = false;
       if (err.message !== "unauthorized") $("confirm-error").textContent = err.message;
