@@ -12,7 +12,8 @@
  *
  * Prints a table and writes it to bench/results/latest.md. Everything runs on loopback and
  * stops by itself. Options: --rounds N (3), --seconds S (10), --sets N (1000), --connections C (32),
- * --only read|rotation|queue (one part, no results file), --compare <bundle.js> (a second rotator
+ * --only read|rotation|queue (one part, no results file), --only drill (bench/drill.ts: the leak drill), --only scale (bench/scale.ts: 2,000 sets from
+ * rotator.config.json, dry-run deployed and rotated through the queue; --latency ms, default 200), --compare <bundle.js> (a second rotator
  * build under the same read load, e.g. the previous one). Method and limits: README, "Performance".
  */
 /// <reference types="node" />
@@ -21,6 +22,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import autocannon from "autocannon";
 import { type FakeBaseten, startFakeBaseten } from "../dev/fake-baseten.ts";
+import { runScale, scaleMarkdown } from "./scale.ts";
 import { BUNDLE_DIR, ROOT, type StartedWorker, buildBundle, cpuSeconds, median, migrate, peakRssMiB, randomB64, sha256Hex, sleep, startWorker } from "./lib.ts";
 
 function option(name: string, fallback: number): number {
@@ -39,7 +41,7 @@ const ONLY = (() => {
   const i = process.argv.indexOf("--only");
   if (i < 0) return null;
   const part = process.argv[i + 1];
-  if (part !== "read" && part !== "rotation" && part !== "queue") throw new Error("--only takes read, rotation or queue");
+  if (part !== "read" && part !== "rotation" && part !== "queue" && part !== "drill" && part !== "scale") throw new Error("--only takes read, rotation, queue, drill or scale");
   return part;
 })();
 /** --compare <bundle.js>: a second rotator bundle under the same load, e.g. the previous build. */
@@ -532,9 +534,21 @@ ${r.inline.errors.length + r.queued.errors.length > 0 ? `\nError log lines seen:
 
 async function main() {
   const t0 = Date.now();
+  if (ONLY === "scale") {
+    // 2,000 sets from rotator.config.json: checked, dry-run deployed, rotated through the queue (bench/scale.ts).
+    const r = await runScale({ sets: process.argv.includes("--sets") ? SETS : 2000, latencyMs: option("latency", 200) });
+    const markdown = scaleMarkdown(r);
+    const out = path.join(ROOT, "bench", "results", "scale.md");
+    mkdirSync(path.dirname(out), { recursive: true });
+    writeFileSync(out, markdown);
+    console.log(markdown);
+    say(`written to ${path.relative(process.cwd(), out)}`);
+    return;
+  }
   say("building the bundle (wrangler deploy --dry-run --minify)...");
   const bundle = buildBundle();
   fake = await startFakeBaseten({ port: 0 });
+  if (ONLY === "drill") return void console.log((await (await import("./drill.ts")).runDrill(fake)).markdown); // leak drill + auth (bench/drill.ts)
   const start = loadavg();
   const read = ONLY === "rotation" ? null : await readPath();
   const reads = ONLY === "rotation" ? null : await readCost();

@@ -325,6 +325,10 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  if (process.argv.includes("--help") || process.argv.includes("-h")) {
+    console.log("usage: npm run fake-baseten -- [--port 8788] [--host 127.0.0.1] [--latency ms]\n  the fake Baseten management API (keys per fake-mgmt-* key, faults under /__control/{key}/); Ctrl-C stops it");
+    process.exit(0);
+  }
   const arg = (flag: string): string | undefined => {
     const i = process.argv.findIndex((a) => a === flag || a.startsWith(`${flag}=`));
     if (i < 0) return undefined;

@@ -159,12 +159,17 @@ async function waitForHealth(url: string, dev: ChildProcess): Promise<{ status: 
   const until = Date.now() + HEALTH_TIMEOUT_MS;
   while (Date.now() < until) {
     if (dev.exitCode !== null || dev.signalCode !== null) throw new Error("wrangler dev exited before the worker answered");
-    try {
+    // One attempt, body included, bounded by a timer of our own: a request answered while
+    // wrangler reloads the worker can leave its body hanging past the fetch's abort signal.
+    const attempt = (async () => {
       const res = await fetch(url, { signal: AbortSignal.timeout(2_000) });
       return { status: res.status, body: await res.json().catch(() => null) };
-    } catch {
-      await new Promise((r) => setTimeout(r, 300));
-    }
+    })().catch(() => null);
+    let timer: NodeJS.Timeout | undefined;
+    const result = await Promise.race([attempt, new Promise<null>((r) => (timer = setTimeout(() => r(null), 3_000)))]);
+    clearTimeout(timer);
+    if (result) return result;
+    await new Promise((r) => setTimeout(r, 300));
   }
   throw new Error(`the worker did not answer ${url} within ${HEALTH_TIMEOUT_MS / 1000} s`);
 }
@@ -198,6 +203,14 @@ function printTryLines(worker: string, fakeUrl: string, vars: DevVars): void {
     "",
     "# 6. the leak response: rotate and revoke the replaced key at Baseten at once",
     `curl -X POST -H "Authorization: Bearer ${admin}" -H "content-type: application/json" -d '{"reason":"leaked","revoke_previous":true}' ${worker}/v1/admin/rotate/${set}`,
+    "",
+    "# 7. a signed rotation webhook, as a leak scanner sends it (signed when you run it, with the",
+    "#    WEBHOOK_SECRET of .dev.vars; run it again with --id <the printed id> to see the replay)",
+    `WEBHOOK_SECRET="$(sed -n 's/^WEBHOOK_SECRET=//p' .dev.vars)" npm run -s cli -- webhook ${set} --url ${worker} --reason "trying the webhook"`,
+    "",
+    "# 8. the operator command line (npx baseten-key-rotator from a packed tarball; --help lists all)",
+    `export BKR_URL=${worker} BKR_ADMIN_TOKEN="$(sed -n 's/^ADMIN_TOKEN=//p' .dev.vars)"`,
+    `npm run -s cli -- status && npm run -s cli -- audit --set ${set}`,
     "",
     "Ctrl-C stops the worker and the fake Baseten. The fake forgets its keys when it stops; the",
     "local D1/KV state in .wrangler/state does not (`npm start -- --reset` starts from scratch).",

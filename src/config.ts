@@ -6,6 +6,7 @@
  * The result is cached per `env` object, so the read path parses nothing per request.
  */
 import type { Env } from "./env.ts";
+import { parseWithConfigFile } from "./config-file.ts";
 
 export interface ModelSetConfig {
   id: string;
@@ -15,11 +16,26 @@ export interface ModelSetConfig {
   enabled: boolean;
 }
 
+/** An OIDC workload identity (DESIGN §3.1). */
+export interface OidcConsumerConfig {
+  /** Exact `iss`; `https:`, or `http:` on 127.0.0.1/localhost with a port. */
+  issuer: string;
+  /** `aud` must contain this. */
+  audience: string;
+  /** Exact `sub`, or a pattern where `*` matches any run of characters (anchored at both ends). */
+  subject: string;
+  /** Claims that must equal these values exactly. */
+  claims: Record<string, string>;
+}
+
 export interface ConsumerConfig {
   name: string;
-  /** Lowercase hex SHA-256 of the consumer's bearer token. */
-  tokenSha256: string;
   modelSets: string[];
+  /** `token`: a static bearer token (`token_sha256`); `oidc`: a JWT from an issuer; `binding`: a Worker over RPC. */
+  kind: "token" | "oidc" | "binding";
+  /** Lowercase hex SHA-256 of the consumer's bearer token (kind "token"). */
+  tokenSha256?: string;
+  oidc?: OidcConsumerConfig;
 }
 
 export interface EventSubscriber {
@@ -55,10 +71,11 @@ const CONSUMER_NAME = /^[A-Za-z0-9._-]{1,64}$/;
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 /** KV may serve a stale value for 60 s; consumers need time to refetch after that. */
 export const MIN_OVERLAP_MS = 120_000;
-export const EVENT_TYPES = ["key.rotated", "key.revoked", "rotation.failed"] as const;
+export const EVENT_TYPES = ["key.rotated", "key.revoked", "rotation.failed", "rotation.overdue", "consumer.lagging"] as const;
 
 const SET_FIELDS = new Set(["model_ids", "rotate_every", "overlap", "enabled"]);
-const CONSUMER_FIELDS = new Set(["token_sha256", "model_sets"]);
+const CONSUMER_FIELDS = new Set(["token_sha256", "oidc", "binding", "model_sets"]);
+const OIDC_FIELDS = new Set(["issuer", "audience", "subject", "claims"]);
 const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `"90s"`, `"15m"`, `"24h"`, `"7d"` or whole seconds (number or digit string); null if invalid. */
@@ -134,6 +151,47 @@ function parseSets(raw: Record<string, unknown>, problems: string[]): Map<string
   return sets;
 }
 
+/** `https:`, or `http:` on loopback with a port (local runs and tests); no query, fragment or credentials. */
+export function isIssuerUrl(value: string): boolean {
+  let u: URL;
+  try {
+    u = new URL(value);
+  } catch {
+    return false;
+  }
+  if (u.search !== "" || u.hash !== "" || u.username !== "" || u.password !== "") return false;
+  if (u.protocol === "https:") return true;
+  return u.protocol === "http:" && (u.hostname === "127.0.0.1" || u.hostname === "localhost") && u.port !== "";
+}
+
+function parseOidc(value: unknown, bad: (msg: string) => void): OidcConsumerConfig | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    bad("oidc must be an object {issuer, audience, subject, claims}");
+    return null;
+  }
+  const o = value as Record<string, unknown>;
+  let ok = true;
+  const no = (msg: string) => {
+    bad(msg);
+    ok = false;
+  };
+  for (const field of Object.keys(o)) if (!OIDC_FIELDS.has(field)) no(`oidc: unknown field "${field}"`);
+  if (typeof o.issuer !== "string" || !isIssuerUrl(o.issuer)) no("oidc.issuer must be an https: URL (http: only on 127.0.0.1 or localhost with a port), without query or fragment");
+  if (typeof o.audience !== "string" || o.audience === "" || o.audience.length > 256) no("oidc.audience must be a non-empty string (at most 256 characters)");
+  if (typeof o.subject !== "string" || o.subject === "" || o.subject.length > 256) no("oidc.subject must be a non-empty string (at most 256 characters; * matches any run of characters)");
+  const claims: Record<string, string> = {};
+  if (o.claims !== undefined) {
+    if (typeof o.claims !== "object" || o.claims === null || Array.isArray(o.claims)) no("oidc.claims must be an object of claim name -> exact string value");
+    else
+      for (const [k, v] of Object.entries(o.claims as Record<string, unknown>)) {
+        if (typeof v !== "string") no(`oidc.claims.${k} must be a string`);
+        else if (["iss", "aud", "sub", "exp", "nbf", "iat"].includes(k)) no(`oidc.claims.${k}: use issuer, audience or subject (time claims are always checked)`);
+        else claims[k] = v;
+      }
+  }
+  return ok ? { issuer: o.issuer as string, audience: o.audience as string, subject: o.subject as string, claims } : null;
+}
+
 function parseConsumers(raw: Record<string, unknown>, setIds: Set<string> | null, problems: string[]): ConsumerConfig[] {
   const consumers: ConsumerConfig[] = [];
   const seenHashes = new Map<string, string>();
@@ -151,14 +209,32 @@ function parseConsumers(raw: Record<string, unknown>, setIds: Set<string> | null
     }
     const e = entry as Record<string, unknown>;
     for (const field of Object.keys(e)) if (!CONSUMER_FIELDS.has(field)) bad(`unknown field "${field}"`);
+    const kinds = (["token_sha256", "oidc", "binding"] as const).filter((k) => e[k] !== undefined);
+    let kind: ConsumerConfig["kind"] | null = null;
+    let oidc: OidcConsumerConfig | null = null;
     const hash = e.token_sha256;
-    if (typeof hash !== "string" || !SHA256_HEX.test(hash)) bad("token_sha256 must be the lowercase hex SHA-256 of the token (64 characters)");
-    else if (seenHashes.has(hash)) bad(`token_sha256 is the same as CONSUMERS.${seenHashes.get(hash)}`);
-    else seenHashes.set(hash, name);
+    if (kinds.length !== 1) bad(`needs exactly one of token_sha256, oidc or "binding": true (found ${kinds.length === 0 ? "none" : kinds.join(" and ")})`);
+    else if (kinds[0] === "token_sha256") {
+      kind = "token";
+      if (typeof hash !== "string" || !SHA256_HEX.test(hash)) bad("token_sha256 must be the lowercase hex SHA-256 of the token (64 characters)");
+      else if (seenHashes.has(hash)) bad(`token_sha256 is the same as CONSUMERS.${seenHashes.get(hash)}`);
+      else seenHashes.set(hash, name);
+    } else if (kinds[0] === "oidc") {
+      kind = "oidc";
+      oidc = parseOidc(e.oidc, bad);
+    } else {
+      kind = "binding";
+      if (e.binding !== true) bad('binding must be true (a Worker on this account calling over a service binding with props = { consumer = "<name>" })');
+    }
     const grants = e.model_sets;
     if (!Array.isArray(grants) || !grants.every((s) => typeof s === "string")) bad("model_sets must be an array of set ids");
     else if (setIds) for (const s of grants as string[]) if (!setIds.has(s)) bad(`model_sets names "${s}", which is not in MODEL_SETS`);
-    if (ok) consumers.push({ name, tokenSha256: hash as string, modelSets: [...new Set(grants as string[])] });
+    if (ok && kind) {
+      const consumer: ConsumerConfig = { name, kind, modelSets: [...new Set(grants as string[])] };
+      if (kind === "token") consumer.tokenSha256 = hash as string;
+      if (oidc) consumer.oidc = oidc;
+      consumers.push(consumer);
+    }
   }
   return consumers;
 }
@@ -289,10 +365,11 @@ export function parseConfig(env: Env): ConfigResult {
 // their own. A WeakMap keeps one parse per env object without ever going stale.
 const cache = new WeakMap<object, ConfigResult>();
 
-export function loadConfig(env: Env): ConfigResult {
+/** `file`: a rotator.config.json's content instead of the bundled one (the CLI's check). */
+export function loadConfig(env: Env, file?: unknown): ConfigResult {
   let result = cache.get(env);
   if (!result) {
-    result = parseConfig(env);
+    result = parseWithConfigFile(env, parseConfig, file);
     cache.set(env, result);
   }
   return result;

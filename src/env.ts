@@ -23,6 +23,8 @@ export interface Env {
   ENCRYPTION_KEY?: string;
   WEBHOOK_SECRET?: string;
   ADMIN_TOKEN?: string;
+  /** Optional: admits GET /metrics only. */
+  METRICS_TOKEN?: string;
 }
 
 /** One queued cron rotation: the set to run, and the tick that asked for it. */

@@ -62,7 +62,7 @@ const LEASE_HELD = "EXISTS (SELECT 1 FROM sets WHERE model_set = ?1 AND lease_ho
 
 type RawRow = Omit<KeyRow, "model_ids"> & { model_ids: string };
 
-function decode<T extends KeyRow>(raw: unknown): T {
+export function decode<T extends KeyRow>(raw: unknown): T {
   const r = raw as RawRow;
   let ids: unknown;
   try {
@@ -326,6 +326,9 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
         .bind(f.set, f.holder, f.cached.generation, f.cached.at, f.overwriteReplaced ? 1 : 0),
     );
   }
+  // A failed run leaves an audit row (the operator page marks it; /metrics counts it): only while
+  // this run still holds the lease, so a fenced-off run records nothing.
+  if (f.run?.outcome === "failed") statements.push(failedAudit(db, f.set, f.holder, f.run));
   statements.push(
     db
       .prepare(
@@ -344,16 +347,24 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
   return { current: row ? decode<CurrentRow>(row) : null };
 }
 
+/** The `failed` audit row of a run, written only while the run still holds the set's lease. */
+function failedAudit(db: D1Database, set: string, holder: string, run: RunRecord): D1PreparedStatement {
+  return db
+    .prepare(`INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, NULL, 'failed', ?3, ?4, ?5 WHERE ${LEASE_HELD}`)
+    .bind(set, holder, run.trigger, run.error, run.at);
+}
+
 /** Frees the lease (if still ours) and records how the run ended: the fallback when `finish` failed. */
 export async function release(db: D1Database, set: string, holder: string, run: RunRecord | null): Promise<void> {
-  await db
+  const update = db
     .prepare(
       `UPDATE sets SET lease_holder = NULL, lease_expires_at = 0, last_trigger = COALESCE(?3, last_trigger), last_outcome = COALESCE(?4, last_outcome),
          last_error = CASE WHEN ?6 IS NULL THEN last_error ELSE ?5 END, last_run_at = COALESCE(?6, last_run_at)
        WHERE model_set = ?1 AND lease_holder = ?2`,
     )
-    .bind(set, holder, run?.trigger ?? null, run?.outcome ?? null, run?.error ?? null, run?.at ?? null)
-    .run();
+    .bind(set, holder, run?.trigger ?? null, run?.outcome ?? null, run?.error ?? null, run?.at ?? null);
+  if (run?.outcome === "failed") await db.batch([failedAudit(db, set, holder, run), update]);
+  else await update.run();
 }
 
 /**

@@ -8,16 +8,9 @@ import { describe, expect, it } from "vitest";
 import { createApp } from "../src/app.ts";
 import type { KeyDocument } from "../src/document.ts";
 import type { Env } from "../src/env.ts";
-import type { SetStatus } from "../src/status.ts";
+import type { Status } from "../src/status.ts";
 import { sendWebhook } from "./helpers/webhooks.ts";
 import { HOUR, type World, makeWorld, prefixOf } from "./helpers/world.ts";
-
-/** The status document as the route serves it. */
-interface Status {
-  sets: SetStatus[];
-  config_problems: string[];
-  event_failures: unknown[];
-}
 
 const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 const status = (w: World, headers: Record<string, string> = bearer(w.env.ADMIN_TOKEN!)) => w.request("/v1/admin/status", { headers });
@@ -151,13 +144,28 @@ describe("GET /v1/admin/status", () => {
       created_at: doc2.created_at,
       refresh_at: doc2.refresh_at,
       expires_at: doc2.expires_at,
+      team_id: "team-test",
       previous: [{ generation: 1, prefix: prefixOf(doc1.api_key), expires_at: expect.any(String) }],
       pending: null,
       last_run: { trigger: "webhook", outcome: "rotated", error: null, at: new Date(w.clock.now()).toISOString() },
+      history: [
+        { generation: 2, state: "current", created_at: doc2.created_at, refresh_at: doc2.refresh_at, replaced_at: null, expires_at: doc2.expires_at, revoked_at: null },
+        { generation: 1, state: "previous", created_at: doc1.created_at, refresh_at: doc1.refresh_at, replaced_at: doc2.created_at, expires_at: demo.previous[0]!.expires_at, revoked_at: null },
+      ],
+      failures: [],
     });
     expect(Date.parse(demo.previous[0]!.expires_at!)).toBeGreaterThanOrEqual(Date.parse(doc1.expires_at));
     const other = s.sets[1]!;
     expect(other).toMatchObject({ generation: 1, previous: [], last_run: { trigger: "admin", outcome: "failed", error: expect.stringContaining("500") } });
+    // The failed run is in the set's timeline data and in the audit trail.
+    expect(other.failures).toEqual([{ at: new Date(w.clock.now()).toISOString(), trigger: "admin", error: expect.stringContaining("500") }]);
+    expect(s.engine).toEqual({ last_tick_at: null, stalled: true }); // w.tick() runs the engine only, not the cron's afterTick
+    expect(s.encryption).toEqual({ primary: expect.stringMatching(/^[0-9a-f]{8}$/), sealed_by: { [s.encryption!.primary]: expect.any(Number) } });
+    expect(s.consumers).toEqual([
+      // demo-svc fetched generation 1, then 2 (tracked: the highest, since its first fetch).
+      { name: "demo-svc", kind: "token", model_sets: ["demo"], seen: [{ model_set: "demo", generation: 2, at: new Date(w.clock.now()).toISOString(), lagging: false }] },
+      { name: "other-svc", kind: "token", model_sets: ["other"], seen: [] },
+    ]);
 
     for (const doc of [doc1, doc2]) {
       expect(text).not.toContain(doc.api_key);

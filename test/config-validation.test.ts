@@ -170,8 +170,8 @@ describe("parseConfig: each problem is named exactly", () => {
       expect(config.sets.get("chat")).toEqual({ id: "chat", modelIds: ["abcd1234", "efgh5678"], rotateEveryMs: 86_400_000, overlapMs: 3_600_000, enabled: true });
       expect(config.sets.get("embed")).toEqual({ id: "embed", modelIds: ["qwer0987"], rotateEveryMs: 604_800_000, overlapMs: 7_200_000, enabled: false });
       expect(config.consumers).toEqual([
-        { name: "billing", tokenSha256: HASH_A, modelSets: ["chat"] },
-        { name: "search", tokenSha256: HASH_B, modelSets: ["chat", "embed"] },
+        { name: "billing", kind: "token", tokenSha256: HASH_A, modelSets: ["chat"] },
+        { name: "search", kind: "token", tokenSha256: HASH_B, modelSets: ["chat", "embed"] },
       ]);
     }
   });

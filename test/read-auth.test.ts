@@ -114,7 +114,7 @@ describe("read path authorization", () => {
 
   it("other methods on the key routes: 405 with Allow", async () => {
     const res = await w.request("/v1/keys/demo", { method: "POST", headers: { authorization: bearer("demo-svc") } });
-    expect(res.headers.get("allow")).toBe("GET");
+    expect(res.headers.get("allow")).toBe("GET, HEAD");
     await expectError(res, 405, "method_not_allowed");
   });
 

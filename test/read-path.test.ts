@@ -34,9 +34,18 @@ describe("read path", () => {
     expect((await w.request("/v1/keys/other", { headers: demo })).status).toBe(403);
     expect((await w.request("/v1/keys/nosuch", { headers: demo })).status).toBe(404);
     expect((await w.request("/v1/keys/DEMO", { headers: demo })).status).toBe(404);
+    // HEAD answers as GET without a body (uptime checkers), errors included.
     const head = await w.request("/v1/keys/demo", { method: "HEAD", headers: demo });
-    expect(head.status).toBe(405);
-    expect(head.headers.get("allow")).toBe("GET");
+    expect(head.status).toBe(200);
+    expect(head.headers.get("cache-control")).toBe("no-store");
+    expect(await head.text()).toBe("");
+    const headNoAuth = await w.request("/v1/keys/demo", { method: "HEAD" });
+    expect(headNoAuth.status).toBe(401);
+    expect(headNoAuth.headers.get("www-authenticate")).toMatch(/^Bearer/);
+    expect(await headNoAuth.text()).toBe("");
+    const post = await w.request("/v1/keys/demo", { method: "POST", headers: demo });
+    expect(post.status).toBe(405);
+    expect(post.headers.get("allow")).toBe("GET, HEAD");
     // A token that matched before is not remembered for a set it is not granted.
     await w.request("/v1/keys/demo", { headers: demo });
     expect((await w.request("/v1/keys/other", { headers: demo })).status).toBe(403);

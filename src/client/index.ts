@@ -42,6 +42,16 @@
  *    the held one and was fetched at least 1 s ago, so a burst of 401s (or a rotator
  *    whose edge cache still serves the revoked key) costs at most one rotator request
  *    per second.
+ * 7. Fresh reads. The first request after `invalidate()` (so the refetch after a Baseten
+ *    401) asks for a fresh read: `Cache-Control: no-cache` over HTTP, `{ fresh: true }`
+ *    over a binding. The rotator then answers D1's current key, bypassing its edge
+ *    caches, so a key revoked by a leak response is replaced on the next call at every
+ *    location (the rotator allows one such read per consumer and set per 5 s).
+ * 8. Identity. `token` is a string, or a function returning one (sync or async) that is
+ *    called for each request to the rotator: a Kubernetes projected service-account token
+ *    file or a GitHub Actions OIDC token is read afresh each time. A token function that
+ *    throws is a soft failure (`unavailable`). With `binding` (a Workers service binding to
+ *    the rotator's `KeyService`) there is no token: the binding's props name the consumer.
  *
  * Error messages never contain the token or a key.
  */
@@ -68,11 +78,31 @@ export interface FetcherLike {
   fetch(input: Request | string | URL, init?: RequestInit): Promise<Response>;
 }
 
+/**
+ * A service binding to the rotator's `KeyService` entrypoint (DESIGN §5). What it returns is
+ * checked like an HTTP answer, so a typed `Service<KeyService>` stub fits as well.
+ */
+export interface KeyServiceBinding {
+  getKey(modelSet: string, options?: { fresh?: boolean }): Promise<unknown>;
+}
+
+/** A bearer token, or a function giving one (called for every request to the rotator). */
+export type TokenSource = string | (() => string | Promise<string>);
+
 export interface KeyClientOptions {
-  /** Base URL of the rotator, e.g. `https://keys.example.com`. With a service binding any host will do, e.g. `https://rotator`. */
-  url: string;
-  /** The consumer bearer token issued for this service. */
-  token: string;
+  /** Base URL of the rotator, e.g. `https://keys.example.com`. With a service binding any host will do, e.g. `https://rotator`. Not with `binding`. */
+  url?: string;
+  /**
+   * The consumer's bearer token: a static token, or an OIDC JWT. A function is called for
+   * each request to the rotator (read a projected token file, ask the CI for a fresh JWT).
+   * Not with `binding`.
+   */
+  token?: TokenSource;
+  /**
+   * Inside a Worker: the service binding to the rotator's `KeyService` entrypoint
+   * (`env.KEY_ROTATOR`), instead of `url` and `token`.
+   */
+  binding?: KeyServiceBinding;
   /** The model set whose key to fetch, e.g. `"chat"`. */
   modelSet: string;
   /**
@@ -175,24 +205,35 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
   if (options === null || typeof options !== "object") {
     throw new TypeError("createKeyClient: options must be an object");
   }
-  const { url, token, modelSet } = options;
-  if (typeof url !== "string" || url === "") {
-    throw new TypeError("createKeyClient: options.url must be a non-empty string");
-  }
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    throw new TypeError("createKeyClient: options.url is not a valid absolute URL");
-  }
-  if (parsed.protocol !== "https:" && parsed.protocol !== "http:") {
-    throw new TypeError("createKeyClient: options.url must be an http: or https: URL");
-  }
-  if (parsed.search !== "" || parsed.hash !== "") {
-    throw new TypeError("createKeyClient: options.url must not have a query or fragment");
-  }
-  if (typeof token !== "string" || token.trim() === "" || /[\s]/.test(token)) {
-    throw new TypeError("createKeyClient: options.token must be a non-empty string without whitespace");
+  const { url, token, modelSet, binding } = options;
+  if (binding !== undefined) {
+    if (binding === null || typeof binding !== "object" && typeof binding !== "function" || typeof (binding as KeyServiceBinding).getKey !== "function") {
+      throw new TypeError("createKeyClient: options.binding must be a service binding to KeyService (with a getKey method)");
+    }
+    if (url !== undefined || token !== undefined) {
+      throw new TypeError("createKeyClient: options.binding replaces options.url and options.token: give one or the other");
+    }
+  } else {
+    if (typeof url !== "string" || url === "") {
+      throw new TypeError("createKeyClient: options.url must be a non-empty string");
+    }
+    let parsed: URL;
+    try {
+      parsed = new URL(url);
+    } catch {
+      throw new TypeError("createKeyClient: options.url is not a valid absolute URL");
+    }
+    if (parsed.protocol !== "https:" && parsed.protocol !== "http:") {
+      throw new TypeError("createKeyClient: options.url must be an http: or https: URL");
+    }
+    if (parsed.search !== "" || parsed.hash !== "") {
+      throw new TypeError("createKeyClient: options.url must not have a query or fragment");
+    }
+    if (typeof token === "function") {
+      // called per request
+    } else if (typeof token !== "string" || token.trim() === "" || /[\s]/.test(token)) {
+      throw new TypeError("createKeyClient: options.token must be a non-empty string without whitespace, or a function returning one");
+    }
   }
   if (typeof modelSet !== "string" || modelSet === "") {
     throw new TypeError("createKeyClient: options.modelSet must be a non-empty string");
@@ -209,12 +250,16 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
   if (typeof timeoutMs !== "number" || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
     throw new TypeError("createKeyClient: options.timeoutMs must be a finite number >= 0");
   }
-  const keyUrl = `${url.replace(/\/+$/, "")}/v1/keys/${encodeURIComponent(modelSet)}`;
+  const keyUrl = binding ? "" : `${url!.replace(/\/+$/, "")}/v1/keys/${encodeURIComponent(modelSet)}`;
 
   let held: Held | null = null;
   let inflight: Promise<KeyDocument> | null = null;
   let failure: Failure | null = null;
   let softFailures = 0;
+  /** The next request asks for a fresh read (set by invalidate(): the refetch after a 401). */
+  let freshNext = false;
+  /** The token last sent (for redaction when it comes from a function). */
+  let lastToken = typeof token === "string" ? token : "";
 
   /**
    * Belt and braces for error messages (which quote the rotator's error message and
@@ -222,7 +267,7 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
    * Baseten key (`<prefix>.<secret>`).
    */
   const redact = (text: string): string => {
-    let out = text.split(token).join("[redacted]");
+    let out = lastToken === "" ? text : text.split(lastToken).join("[redacted]");
     if (held) out = out.split(held.doc.api_key).join("[redacted]");
     return out.replace(KEY_SHAPE, "[redacted]");
   };
@@ -273,12 +318,50 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
     return outcome;
   }
 
+  /** One call over the service binding: the document, or the error its coded message names. */
+  async function requestBinding(fresh: boolean): Promise<KeyDocument | KeyClientError> {
+    let body: unknown;
+    try {
+      body = await binding!.getKey(modelSet, fresh ? { fresh: true } : {});
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      const code = /^([a-z_]+): /.exec(message)?.[1];
+      const detail = message.slice(0, 200);
+      if (code === "unauthorized" || code === "forbidden") return fail("unauthorized", `the rotator refused this Worker: ${detail} (check the binding's props and that the consumer has "binding": true and this set)`);
+      if (code === "unknown_model_set") return fail("unknown_set", `the rotator does not know this set: ${detail}`);
+      if (code === "no_key_yet") return fail("no_key_yet", `the rotator has no key for this set yet: ${detail}`);
+      return fail("unavailable", `the rotator's binding failed: ${detail}`);
+    }
+    // RPC hands back a plain object: check it like an HTTP body.
+    const problem = validate(body, modelSet);
+    if (problem !== null) return fail("bad_response", `rotator sent an invalid key document: ${problem}`);
+    return freeze({ ...(body as KeyDocument) });
+  }
+
   /** One request to the rotator: a valid document or the error describing what went wrong. */
   async function request(): Promise<KeyDocument | KeyClientError> {
-    const init: RequestInit = {
-      method: "GET",
-      headers: { Authorization: `Bearer ${token}`, Accept: "application/json" },
-    };
+    const fresh = freshNext;
+    const outcome = binding ? await requestBinding(fresh) : await requestHttp(fresh);
+    // A fresh read is asked until one succeeds.
+    if (!(outcome instanceof KeyClientError)) freshNext = false;
+    return outcome;
+  }
+
+  async function requestHttp(fresh: boolean): Promise<KeyDocument | KeyClientError> {
+    let bearer: string;
+    try {
+      bearer = typeof token === "function" ? await token() : token!;
+    } catch (err) {
+      const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      return fail("unavailable", `the token function failed (${why.slice(0, 200)})`);
+    }
+    if (typeof bearer !== "string" || bearer === "" || /\s/.test(bearer)) {
+      return fail("unavailable", "the token function did not return a non-empty string without whitespace");
+    }
+    lastToken = bearer;
+    const headers: Record<string, string> = { Authorization: `Bearer ${bearer}`, Accept: "application/json" };
+    if (fresh) headers["Cache-Control"] = "no-cache";
+    const init: RequestInit = { method: "GET", headers };
     if (timeoutMs > 0 && typeof AbortSignal !== "undefined" && typeof AbortSignal.timeout === "function") {
       init.signal = AbortSignal.timeout(timeoutMs);
     }
@@ -352,6 +435,8 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
 
   function invalidate(): void {
     if (held !== null) held.rejected = true;
+    // The key was refused: the next request asks the rotator to bypass its caches.
+    freshNext = true;
     // A rejection is news: cut any back-off short, but still ask the rotator at most
     // once per second after a failure.
     if (failure !== null) failure.retryAt = Math.min(failure.retryAt, failure.at + MIN_INTERVAL_MS);
