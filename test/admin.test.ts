@@ -159,7 +159,8 @@ describe("GET /v1/admin/status", () => {
     expect(other).toMatchObject({ generation: 1, previous: [], last_run: { trigger: "admin", outcome: "failed", error: expect.stringContaining("500") } });
     // The failed run is in the set's timeline data and in the audit trail.
     expect(other.failures).toEqual([{ at: new Date(w.clock.now()).toISOString(), trigger: "admin", error: expect.stringContaining("500") }]);
-    expect(s.engine).toEqual({ last_tick_at: null, stalled: true }); // w.tick() runs the engine only, not the cron's afterTick
+    // The cron ticked an hour ago and not since: the engine looks stalled (no promise is extended).
+    expect(s.engine).toEqual({ last_tick_at: new Date(w.clock.now() - HOUR).toISOString(), stalled: true });
     expect(s.encryption).toEqual({ primary: expect.stringMatching(/^[0-9a-f]{8}$/), sealed_by: { [s.encryption!.primary]: expect.any(Number) } });
     expect(s.consumers).toEqual([
       // demo-svc fetched generation 1, then 2 (tracked: the highest, since its first fetch).

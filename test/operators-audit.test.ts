@@ -18,7 +18,7 @@ const audit = (w: World, query = "") => adminJson<Page>(w, `/v1/admin/audit${que
 const rotate = (w: World, set: string, reason?: string) =>
   w.request(`/v1/admin/rotate/${set}`, { method: "POST", headers: { ...admin(w), "content-type": "application/json" }, body: JSON.stringify({ reason }) });
 
-/** demo: 4 mints and one revoke_previous; other: 1 mint and a failed run. */
+/** demo: 5 mints and one revoke_previous (which revokes generations 1-4); other: 1 mint and a failed run. */
 async function busyWorld() {
   const w = await makeWorld({ vars: { BASETEN_MAX_ATTEMPTS: "1", METRICS_TOKEN } });
   await w.tick();
@@ -47,7 +47,11 @@ describe("GET /v1/admin/audit", () => {
     expect(rows.slice(0, -2)).toEqual([
       ["other", "failed", null, "admin"],
       ["other", "abandoned", 2, "admin"],
+      // revoke_previous revokes every key of the set other than the new one (DESIGN §3).
       ["demo", "revoked", 4, "admin"],
+      ["demo", "revoked", 3, "admin"],
+      ["demo", "revoked", 2, "admin"],
+      ["demo", "revoked", 1, "admin"],
       ["demo", "minted", 5, "admin"],
       ["demo", "minted", 4, "admin"],
       ["demo", "minted", 3, "admin"],
@@ -88,8 +92,9 @@ describe("GET /v1/admin/audit", () => {
     const w = await busyWorld();
     const demo = await audit(w, "?model_set=demo&limit=3");
     expect(demo.body.entries.map((e) => e.model_set)).toEqual(["demo", "demo", "demo"]);
-    const rest = await audit(w, `?model_set=demo&limit=3&cursor=${demo.body.next_cursor}`);
-    expect(rest.body.entries.map((e) => e.model_set)).toEqual(["demo", "demo", "demo"]);
+    // demo has 9 entries: 5 mints and 4 revocations (revoke_previous revokes generations 1-4).
+    const rest = await audit(w, `?model_set=demo&limit=6&cursor=${demo.body.next_cursor}`);
+    expect(rest.body.entries.map((e) => e.model_set)).toEqual(Array(6).fill("demo"));
     expect(rest.body.next_cursor).toBeNull();
     expect((await audit(w, "?model_set=nothing-here")).body).toEqual({ entries: [], next_cursor: null });
     for (let i = 0; i < 110; i++) await w.env.DB.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) VALUES ('bulk', ?1, 'minted', 'cron', NULL, ?2)").bind(i + 1, w.clock.now()).run();

@@ -108,7 +108,7 @@ describe("GET /metrics", () => {
     expect((await w.request("/metrics", { headers: admin(w) })).status).toBe(200);
   });
 
-  it("one D1 round trip whatever the number of sets; negative refresh_in while overdue; +Inf before any tick", async () => {
+  it("one D1 round trip whatever the number of sets; negative refresh_in while overdue; tick age, +Inf before any tick", async () => {
     const sets = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`s${i}`, { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" }]));
     const w = await makeWorld({ sets, consumers: {} });
     await w.tick();
@@ -131,7 +131,9 @@ describe("GET /metrics", () => {
     const { samples } = parse(text);
     expect(samples.filter((s) => s.name === "bkr_key_generation").length).toBe(40);
     expect(value(samples, "bkr_key_refresh_in_seconds", { model_set: "s7" })).toBe(-3600);
-    expect(value(samples, "bkr_last_tick_age_seconds")).toBe(Infinity);
+    expect(value(samples, "bkr_last_tick_age_seconds")).toBe(2 * 3600); // the tick above, two hours ago
+    await env.DB.prepare("DELETE FROM meta").run(); // as before the first tick
+    expect(value(parse(await renderMetrics(env.DB, config.config, 0, w.clock.now())).samples, "bkr_last_tick_age_seconds")).toBe(Infinity);
   });
 
   it("bkr_consumer_generation_lag: per consumer and set it fetched, current generation minus the highest it fetched", async () => {

@@ -111,10 +111,14 @@ describe("POST /v1/admin/revoke/{set}", () => {
     const before = await dumpStorage(env.DB, env.KEYS);
     const res = await revoke(w, "demo", { generations: [2] });
     expect(res.status).toBe(502);
-    expect(await res.json()).toMatchObject({ error: "upstream_failed", model_set: "demo", revoked: [] });
+    expect(await res.json()).toMatchObject({ error: "upstream_failed", model_set: "demo", revoked: [], revoke_pending: [2] });
     expect((await live(w)).has(prefixOf(keys[2]!))).toBe(true);
-    const keysTable = (d: string) => JSON.stringify((JSON.parse(d) as { keys: unknown }).keys);
-    expect(keysTable(await dumpStorage(env.DB, env.KEYS))).toBe(keysTable(before));
+    // Engine v2 records the explicit revocation before asking Baseten (so the next tick finishes
+    // it): the key is still previous, now with its revoke_at; nothing else in D1 changed state.
+    const states = (d: string) => (JSON.parse(d) as { keys: { generation: number; state: string }[] }).keys.map((k) => [k.generation, k.state]);
+    expect(states(await dumpStorage(env.DB, env.KEYS))).toEqual(states(before));
+    const row = await env.DB.prepare("SELECT state, revoke_at FROM keys WHERE model_set = 'demo' AND generation = 2").first<{ state: string; revoke_at: number | null }>();
+    expect(row).toEqual({ state: "previous", revoke_at: expect.any(Number) });
     // Retried once Baseten answers: done.
     expect(await (await revoke(w, "demo", { generations: [2] })).json()).toMatchObject({ revoked: [2] });
   });

@@ -86,6 +86,16 @@ export async function revokeRoute(request: Request, c: RequestContext): Promise<
     const upstream = failure.code.startsWith("upstream_");
     throw new HttpError(upstream ? 502 : 503, upstream ? "upstream_failed" : "revoke_failed", failure.message, upstream ? {} : { "retry-after": "60" }, { model_set: set, revoked: result.revoked });
   }
+  if (result.revokePending.length > 0) {
+    // Baseten did not confirm every delete: the revocation is recorded (revoke_at) and the next
+    // tick retries it; the caller learns which generations are still live.
+    const pending = result.revokePending.join(", ");
+    throw new HttpError(502, "upstream_failed", `Baseten did not confirm the delete of generation ${pending}; it stays recorded for revocation and the next cron tick retries`, {}, {
+      model_set: set,
+      revoked: result.revoked,
+      revoke_pending: result.revokePending,
+    });
+  }
   return json({ model_set: set, revoked: result.revoked, reason: req.reason });
 }
 
