@@ -7,7 +7,7 @@
  *            the same AES-GCM ciphertext D1 holds (AAD "<set>:<generation>")
  *   metadata { g: generation } so the cron can compare every set's cache with D1 in one list call
  */
-import { open } from "./crypto.ts";
+import { type Keyring, open, sealedBy } from "./keyring.ts";
 import { type CurrentKey, KV_STALENESS_MS, MEMORY_TTL_MS } from "./document.ts";
 import type { CurrentRow } from "./ledger.ts";
 
@@ -26,6 +26,8 @@ export interface CachedEntry {
 
 export interface CacheMetadata {
   g: number;
+  /** Key id that sealed `ct` (src/keyring.ts): re-sealing and /v1/admin/status read it from KV's list. */
+  s?: string;
 }
 
 export const kvKey = (set: string) => `key:${set}`;
@@ -46,16 +48,16 @@ export function entryFromRow(row: CurrentRow): CachedEntry {
 }
 const KV_PREFIX = "key:";
 
-export async function decryptEntry(encryptionKey: string, entry: CachedEntry): Promise<CurrentKey> {
+export async function decryptEntry(keyring: Keyring, entry: CachedEntry): Promise<CurrentKey> {
   const { ct, v: _v, ...rest } = entry;
-  return { ...rest, api_key: await open(encryptionKey, ct, `${entry.model_set}:${entry.generation}`) };
+  return { ...rest, api_key: await open(keyring, ct, `${entry.model_set}:${entry.generation}`) };
 }
 
 export async function writeCache(kv: KVNamespace, entry: CachedEntry): Promise<void> {
   memoryOf(kv).delete(entry.model_set);
   // From now on this location serves nothing older, whether or not the write below lands.
   raiseFloor(kv, entry.model_set, entry.generation);
-  await kv.put(kvKey(entry.model_set), JSON.stringify(entry), { metadata: { g: entry.generation } satisfies CacheMetadata });
+  await kv.put(kvKey(entry.model_set), JSON.stringify(entry), { metadata: { g: entry.generation, s: sealedBy(entry.ct) ?? undefined } satisfies CacheMetadata });
 }
 
 /** Drops a set's entry; with `floor`, this location also never serves a generation below it again. */
@@ -128,12 +130,12 @@ export function memoryKey(kv: KVNamespace, set: string, now: number): CurrentKey
 }
 
 /** The current key of a set from memory or KV, or null on a miss. Throws if KV fails. */
-export async function readCachedKey(kv: KVNamespace, encryptionKey: string, set: string, now: number): Promise<CurrentKey | null> {
+export async function readCachedKey(kv: KVNamespace, keyring: Keyring, set: string, now: number): Promise<CurrentKey | null> {
   const hit = memoryKey(kv, set, now);
   if (hit) return hit;
   const entry = await kv.get<CachedEntry>(kvKey(set), { type: "json", cacheTtl: KV_STALENESS_MS / 1000 });
   if (!entry || entry.generation < floorOf(kv, set)) return null;
-  const key = await decryptEntry(encryptionKey, entry);
+  const key = await decryptEntry(keyring, entry);
   remember(kv, key, now);
   return key;
 }

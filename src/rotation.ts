@@ -18,7 +18,8 @@
 import { BasetenClient, type BasetenOptions, UpstreamError } from "./baseten.ts";
 import { type CachedEntry, cachedGeneration, dropCache, entryFromRow, writeCache } from "./cache.ts";
 import type { Config, ModelSetConfig } from "./config.ts";
-import { randomId, seal } from "./crypto.ts";
+import { randomId } from "./crypto.ts";
+import { seal } from "./keyring.ts";
 import { replacedExpiry, staleServedExpiry } from "./document.ts";
 import * as ledger from "./ledger.ts";
 import type { KeyRow } from "./ledger.ts";
@@ -258,7 +259,7 @@ async function mintAndPromote(
   const createdAt = clock();
   const refreshAt = createdAt + setConfig.rotateEveryMs;
   const expiresAt = refreshAt + setConfig.overlapMs;
-  const ciphertext = await seal(config.encryptionKey, minted.apiKey, `${set}:${pending.generation}`);
+  const ciphertext = await seal(config.keyring, minted.apiKey, `${set}:${pending.generation}`);
   const replaced = current ? { generation: current.generation, expires_at: opts.revokePrevious ? createdAt : replacedExpiry(current as Promised, createdAt) } : null;
 
   let applied: boolean;
