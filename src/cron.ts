@@ -8,6 +8,7 @@ import type { Config } from "./config.ts";
 import type { KeyRow } from "./ledger.ts";
 import { liveRows } from "./ledger.ts";
 import { log } from "./log.ts";
+import { resealBatch } from "./reseal.ts";
 import { type Engine, LEASE_MS, RUN_BUDGET_MS, type RunResult, type Trigger, errorText, runSet, sweep } from "./rotation.ts";
 
 /** KV's list may lag a fresh write by up to a minute; younger mismatches are not repairs yet. */
@@ -93,6 +94,7 @@ export async function tick(engine: Engine, queue?: Queue<{ model_set: string; ti
     return { planned: plan.length, inline: 0, queued: plan.length, results: [] };
   }
   const results = await pool(plan, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger, mint: "due", checkCache: p.checkCache }));
+  await resealBatch(engine.db, engine.kv, engine.config.keyring, undefined, engine.clock()).catch((err) => log("warn", "reseal.failed", { error: errorText(err) }));
   for (const r of results) if (r.outcome === "busy") log("info", "run.skipped", { model_set: r.model_set, reason: "another run holds the lease" });
   log("info", "tick", { planned: plan.length, inline: plan.length, queued: 0, rotated: results.filter((r) => r.outcome === "rotated").length, failed: results.filter((r) => r.outcome === "failed").length });
   return { planned: plan.length, inline: plan.length, queued: 0, results };

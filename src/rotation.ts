@@ -24,6 +24,8 @@ import { replacedExpiry, staleServedExpiry } from "./document.ts";
 import * as ledger from "./ledger.ts";
 import type { KeyRow } from "./ledger.ts";
 import { log, redactSecrets } from "./log.ts";
+import { verifyKey } from "./verify.ts";
+import { isRefusal, refusedManagementKeyFailure, watchManagementKey } from "./management-key.ts";
 
 /** Current and previous rows always carry their times (only pendings lack them). */
 type Promised = KeyRow & { refresh_at: number; expires_at: number };
@@ -59,6 +61,7 @@ export function createEngine(
     concurrency: config.concurrency,
     now: clock,
     ...client,
+    fetch: watchManagementKey(bindings.DB, clock, client.fetch),
   });
   return { db: bindings.DB, kv: bindings.KEYS, baseten, config, clock };
 }
@@ -242,7 +245,7 @@ async function mintAndPromote(
   const set = setConfig.id;
   let minted;
   try {
-    minted = await engine.baseten.mint(pending.name, setConfig.modelIds, deadline);
+    minted = await engine.baseten.mint(pending.name, setConfig.modelIds, deadline, setConfig.teamId);
   } catch (err) {
     const failure = upstreamFailure(err);
     const row = { model_set: set, generation: pending.generation, name: pending.name } as KeyRow;
@@ -254,6 +257,18 @@ async function mintAndPromote(
       await recoverPendings(engine, [row], opts.trigger, deadline).catch((e) => log("warn", "recover.failed", { model_set: set, error: errorText(e) }));
     }
     return { failure };
+  }
+
+  // Verify before promote (DESIGN §4.8): a key that does not work is deleted and never served.
+  // TODO(lead): engine v2 runs this step between mint and promote (src/verify.ts).
+  if (setConfig.verify) {
+    const verified = await verifyKey(setConfig.verify, minted.apiKey, { deadline, clock });
+    if (!verified.ok) {
+      const deleted = await engine.baseten.revoke(minted.prefix, deadline).then(() => true, (e) => (log("warn", "revoke.failed", { model_set: set, generation: pending.generation, error: errorText(e) }), false));
+      // Not deleted: the row stays pending and a later run finds the key by name and deletes it.
+      if (deleted) await ledger.markAbandoned(db, set, pending.generation, clock(), opts.trigger, `verify_failed: ${verified.message}`).catch(() => {});
+      return { failure: { code: verified.code, message: verified.message, status: null } };
+    }
   }
 
   const createdAt = clock();
@@ -397,6 +412,7 @@ export async function sweep(engine: Engine, deadline: number, liveRows: KeyRow[]
 }
 
 function upstreamFailure(err: unknown): Failure {
+  if (err instanceof UpstreamError && err.status !== null && isRefusal(err.status)) return refusedManagementKeyFailure(err.op, err.status);
   if (err instanceof UpstreamError) return { code: `upstream_${err.kind}`, message: err.message, status: err.status };
   return { code: "internal", message: errorText(err), status: null };
 }

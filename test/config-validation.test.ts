@@ -24,7 +24,7 @@ function baseEnv(): Record<string, unknown> {
     BASETEN_API_KEY: "mgmt-key-value-0123456789",
     ENCRYPTION_KEY: randomB64(32),
     WEBHOOK_SECRET: `whsec_${randomB64(24)}`,
-    ADMIN_TOKEN: "admin-token-0123456789abcdef",
+    ADMIN_TOKEN: "admin-token-0123456789abcdef-0123456789",
   };
 }
 
@@ -40,6 +40,7 @@ const withoutField = (field: string) => {
   return sets({ chat: copy });
 };
 
+const ADMIN_SHORT = "ADMIN_TOKEN: must be at least 32 characters (e.g. openssl rand -hex 32)";
 const ROTATE_BAD = 'MODEL_SETS.chat: rotate_every must be a duration like "24h", "7d", "15m", "90s" or whole seconds';
 const OVERLAP_BAD = 'MODEL_SETS.chat: overlap must be a duration like "1h", "2m" or whole seconds';
 const BAD_HASH = "CONSUMERS.billing: token_sha256 must be the lowercase hex SHA-256 of the token (64 characters)";
@@ -121,7 +122,7 @@ describe("parseConfig: each problem is named exactly", () => {
     ["ENCRYPTION_KEY of 16 bytes", { ENCRYPTION_KEY: randomB64(16) }, ["ENCRYPTION_KEY: must be base64 of exactly 32 bytes"]],
     ["ENCRYPTION_KEY not base64", { ENCRYPTION_KEY: "not base64 at all!" }, ["ENCRYPTION_KEY: must be base64 of exactly 32 bytes"]],
     ["WEBHOOK_SECRET without whsec_", { WEBHOOK_SECRET: randomB64(24) }, ["WEBHOOK_SECRET: must be whsec_<base64>"]],
-    ["ADMIN_TOKEN too short", { ADMIN_TOKEN: "short-token" }, ["ADMIN_TOKEN: must be at least 16 characters"]],
+    ["ADMIN_TOKEN too short", { ADMIN_TOKEN: "short-token" }, [ADMIN_SHORT]],
     ["BASETEN_CONCURRENCY above 6", { BASETEN_CONCURRENCY: "7" }, ["BASETEN_CONCURRENCY: must be a whole number from 1 to 6"]],
     [
       "timeout x attempts over 60 s",
@@ -151,7 +152,7 @@ describe("parseConfig: each problem is named exactly", () => {
 
   it("WEBHOOK_SECRET and ADMIN_TOKEN are optional", () => {
     const result = parseConfig({ ...baseEnv(), WEBHOOK_SECRET: undefined, ADMIN_TOKEN: "" } as unknown as Env);
-    expect(result.ok && result.config.webhookSecret === null && result.config.adminToken === null).toBe(true);
+    expect(result.ok && result.config.webhookSecrets.length === 0 && result.config.adminTokens.length === 0).toBe(true);
   });
 
   it("tuning knobs default to 10000 ms, 3 attempts, concurrency 6, inline budget 20", () => {
@@ -188,7 +189,7 @@ describe("parseConfig: each problem is named exactly", () => {
       "BASETEN_API_KEY: contains whitespace",
       "ENCRYPTION_KEY: must be base64 of exactly 32 bytes",
       "WEBHOOK_SECRET: must be whsec_<base64>",
-      "ADMIN_TOKEN: must be at least 16 characters",
+      ADMIN_SHORT,
     ]);
     const text = problems.join("\n");
     for (const value of Object.values(secrets)) {
@@ -205,7 +206,7 @@ describe("an invalid configuration is never half-applied", () => {
   const expectedProblems = [
     "MODEL_SETS.demo: overlap must be at least 2m (KV serves stale values for up to 60 s and consumers need time to refetch)",
     "MODEL_SETS.other: model_ids must be a non-empty array of model ids",
-    "ADMIN_TOKEN: must be at least 16 characters",
+    ADMIN_SHORT,
   ];
 
   it("/healthz answers 503 listing every problem; /v1/keys/* answer 503 config_invalid; no secret in any answer", async () => {
@@ -280,7 +281,7 @@ describe("npm run check (dev/config-report.ts)", () => {
 
   it("checks the secrets it is given, without echoing them", () => {
     const report = checkConfiguration({ vars, ...deployable, secrets: { BASETEN_API_KEY: "mgmt-key", ENCRYPTION_KEY: "c2hvcnQ=", ADMIN_TOKEN: "shortAdm1n" } });
-    expect(report.problems).toEqual(["ENCRYPTION_KEY: must be base64 of exactly 32 bytes", "ADMIN_TOKEN: must be at least 16 characters"]);
+    expect(report.problems).toEqual(["ENCRYPTION_KEY: must be base64 of exactly 32 bytes", ADMIN_SHORT]);
     expect(report.unchecked).toEqual(["WEBHOOK_SECRET"]);
     expect(report.problems.join()).not.toMatch(/c2hvcnQ|shortAdm1n/);
   });

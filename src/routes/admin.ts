@@ -11,6 +11,8 @@ import { loadConfig, usableAdminTokens } from "../config.ts";
 import { sha256Hex, timingSafeEqual } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { NO_STORE, fail, json } from "../http.ts";
+import { managementKeyStatus } from "../management-key.ts";
+import { encryptionStatus } from "../reseal.ts";
 import { buildStatus } from "../status.ts";
 import { type RotateContext, type RotateRequest, parseRotateBody, readBody, requireJson, rotateNow } from "./rotate.ts";
 
@@ -53,6 +55,11 @@ export async function adminStatus(request: Request, env: Env): Promise<Response>
     notConfigured();
   }
   await authenticateAdmin(request, tokens);
-  const status = await buildStatus(env.DB, result.ok ? result.config : null, result.ok ? [] : result.problems);
-  return json(status, 200, NO_STORE);
+  const config = result.ok ? result.config : null;
+  const status = await buildStatus(env.DB, config, result.ok ? [] : result.problems);
+  // TODO(lead): move into src/status.ts (operators). Issue #11: the team each set mints under,
+  // what sealed the stored keys (key ids only), and whether Baseten last accepted the management key.
+  const [encryption, managementKey] = await Promise.all([config ? encryptionStatus(env.DB, env.KEYS, config.keyring) : null, managementKeyStatus(env.DB)]);
+  const sets = status.sets.map((s) => ({ ...s, team_id: config ? (config.sets.get(s.model_set)?.teamId ?? config.teamId) : null }));
+  return json({ ...status, sets, encryption, management_key: managementKey }, 200, NO_STORE);
 }

@@ -8,6 +8,7 @@ import type { Env } from "../env.ts";
 import { deliverEvents } from "../events.ts";
 import { fail, json } from "../http.ts";
 import { redactSecrets } from "../log.ts";
+import { redactReason } from "../reason.ts";
 import { type RunResult, type Trigger, createEngine, runSet } from "../rotation.ts";
 
 export const MAX_BODY_BYTES = 64 * 1024;
@@ -94,6 +95,8 @@ export async function rotateNow(c: RotateContext, set: string, trigger: Trigger,
   const setConfig = SET_ID.test(set) ? c.config.sets.get(set) : undefined;
   if (!setConfig) fail(404, "unknown_model_set", "no such model set");
   if (!setConfig.enabled) fail(409, "set_disabled", "the model set is disabled (enabled: false); enable it in MODEL_SETS to rotate it", { "retry-after": "60" });
+  // The reason is stored, logged, sent and answered: the set's live secrets go first, in any form.
+  if (req.reason !== null) req = { ...req, reason: await redactReason(c.env.DB, c.config.keyring, set, req.reason) };
   const engine = createEngine(c.config, c.env, c.clock);
   const result = await runSet(engine, set, { trigger, mint: "now", revokePrevious: req.revokePrevious, reason: req.reason });
   if (result.outcome !== "busy") deliverEvents(c.config, c.env.DB, result.events, c.ctx, { now: c.clock });
@@ -108,6 +111,7 @@ export function rotationResponse(result: RunResult, trigger: Trigger, req: Rotat
     case "busy":
       return fail(409, "rotation_in_progress", "another rotation of this set is running; retry after it", { "retry-after": String(result.retryAfterS) });
     case "failed":
+      if (result.failure?.code === "verify_failed") return fail(502, "verify_failed", result.failure.message);
       if (result.failure?.code.startsWith("upstream_")) return fail(502, "upstream_failed", result.failure.message);
       return fail(503, "rotation_failed", result.failure?.message ?? "the rotation failed", { "retry-after": "60" });
     case "noop":
