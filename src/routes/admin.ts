@@ -57,9 +57,9 @@ export async function adminStatus(request: Request, env: Env): Promise<Response>
   await authenticateAdmin(request, tokens);
   const config = result.ok ? result.config : null;
   const status = await buildStatus(env.DB, config, result.ok ? [] : result.problems);
-  // TODO(lead): move into src/status.ts (operators). Issue #11: the team each set mints under,
-  // what sealed the stored keys (key ids only), and whether Baseten last accepted the management key.
+  // TODO(lead): move into src/status.ts (operators), with each set's `team_id`
+  // (config.sets.get(id)?.teamId ?? config.teamId). Issue #11: what sealed the stored keys
+  // (key ids only) and whether Baseten last accepted the management key.
   const [encryption, managementKey] = await Promise.all([config ? encryptionStatus(env.DB, env.KEYS, config.keyring) : null, managementKeyStatus(env.DB)]);
-  const sets = status.sets.map((s) => ({ ...s, team_id: config ? (config.sets.get(s.model_set)?.teamId ?? config.teamId) : null }));
-  return json({ ...status, sets, encryption, management_key: managementKey }, 200, NO_STORE);
+  return json({ ...status, encryption, management_key: managementKey }, 200, NO_STORE);
 }
