@@ -150,7 +150,7 @@ function createKey(t: Tenant, body: unknown, teamId: string | null, prefixes: Se
 function perform(t: Tenant, op: Op, param: string, raw: string, prefixes: Set<string>): Result {
   if (op === "list") {
     const keys = t.keys.filter((k) => k.revoked_at === null)
-      .map(({ prefix, name, type, model_ids, team_id }) => ({ prefix, name, type, model_ids, team_name: team_id ?? "fake-team" }));
+      .map(({ prefix, name, type, model_ids }) => ({ prefix, name, type, model_ids, team_name: "fake-team" }));
     return { status: 200, body: { keys } };
   }
   if (op === "revoke") {

@@ -100,12 +100,12 @@ export async function managementKeyStatus(db: D1Database): Promise<ManagementKey
 
 /**
  * The run failure for a call Baseten refused with 401/403: a reason an operator can act on
- * (engine: return this from upstreamFailure when `err.status` is 401 or 403). The code starts with
- * `upstream_` so webhook and admin answer 502 as for any upstream failure.
+ * (engine: return this from upstreamFailure when `err.status` is 401 or 403). The code stays
+ * `upstream_client` (a non-retryable 4xx, as before); webhook and admin answer 502.
  */
 export function refusedManagementKeyFailure(op: string, status: number): { code: string; message: string; status: number } {
   return {
-    code: "upstream_unauthorized",
+    code: "upstream_client",
     message: `${op}: Baseten refused the management key (HTTP ${status}): check BASETEN_API_KEY (README "Changing BASETEN_API_KEY")`,
     status,
   };
