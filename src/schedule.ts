@@ -12,8 +12,8 @@ import { Cron } from "croner";
 const FIELDS = /^\S+(\s+\S+){4}$/;
 /** How far ahead the shortest gap is looked for: covers leap-day schedules (every 4 years, twice). */
 const GAP_HORIZON_MS = 9 * 366 * 86_400_000;
-/** At most this many schedule times are enumerated for the gap (a dense schedule shows its gap at once). */
-const GAP_MAX_RUNS = 1_500;
+/** At most this many matching days are enumerated for the gap (a weekly schedule: 7 years). */
+const GAP_MAX_RUNS = 400;
 /** Reference instant for the gap search: any fixed time gives the same answer for periodic schedules. */
 const GAP_FROM = Date.UTC(2027, 0, 1);
 
@@ -22,7 +22,7 @@ const parsed = new Map<string, Cron>();
 function cronOf(expr: string): Cron {
   let c = parsed.get(expr);
   if (!c) {
-    c = new Cron(expr, { timezone: "UTC", mode: "5-part", paused: true });
+    c = new Cron(expr, { utcOffset: 0, mode: "5-part", paused: true });
     if (parsed.size >= 1_000) parsed.clear();
     parsed.set(expr, c);
   }
@@ -66,21 +66,44 @@ export function scheduleTimeAtOrAfter(expr: string, notBefore: number): number {
 /**
  * The shortest gap between two consecutive schedule times, in ms (the `rotateEveryMs` of a
  * scheduled set; `overlap` must be shorter). Null when the schedule has fewer than two times
- * in the horizon (it then never needs a second rotation to compare against).
+ * in the horizon.
+ *
+ * Computed from croner's own answers in two small parts, instead of walking every time for years:
+ * the times of day (minute and hour fields, one day) and the matching days (the three day fields,
+ * croner's day-of-month/day-of-week semantics included). The shortest gap is the shortest gap
+ * within a day, or the shortest run of days between two matching days minus the day's span.
  */
 export function shortestGapMs(expr: string): number | null {
-  const cron = cronOf(expr.trim());
-  let prev = cron.nextRun(new Date(GAP_FROM));
-  if (!prev) return null;
+  const f = expr.trim().split(/\s+/);
+  if (f.length !== 5) throw new Error(`schedule "${expr}" must have 5 fields`);
+  const day = 86_400_000;
+  // Times of day: every run of "<minute> <hour> * * *" within one day.
+  const times = cronOf(`${f[0]} ${f[1]} * * *`);
+  const dayStart = GAP_FROM;
+  const ofDay: number[] = [];
+  for (let t = times.nextRun(new Date(dayStart - 1)); t && t.getTime() < dayStart + day; t = times.nextRun(t)) {
+    ofDay.push(t.getTime() - dayStart);
+    if (ofDay.length >= 2 && ofDay[ofDay.length - 1]! - ofDay[ofDay.length - 2]! === 60_000) return 60_000; // the shortest there is
+  }
+  if (ofDay.length === 0) return null;
   let best: number | null = null;
+  for (let i = 1; i < ofDay.length; i++) best = Math.min(best ?? Infinity, ofDay[i]! - ofDay[i - 1]!);
+  if (best === 60_000) return best; // cannot get shorter with 5 fields
+  // Matching days: runs of "0 0 <day-of-month> <month> <day-of-week>".
+  const days = cronOf(`0 0 ${f[2]} ${f[3]} ${f[4]}`);
+  let prev = days.nextRun(new Date(GAP_FROM - 1));
+  let fewestDays: number | null = null;
   const until = GAP_FROM + GAP_HORIZON_MS;
-  for (let i = 0; i < GAP_MAX_RUNS; i++) {
-    const next = cron.nextRun(prev);
+  for (let i = 0; prev && i < GAP_MAX_RUNS && fewestDays !== 1; i++) {
+    const next = days.nextRun(prev);
     if (!next || next.getTime() > until) break;
-    const gap = next.getTime() - prev.getTime();
-    if (best === null || gap < best) best = gap;
-    if (best === 60_000) break; // cannot get shorter with 5 fields
+    const n = Math.round((next.getTime() - prev.getTime()) / day);
+    if (fewestDays === null || n < fewestDays) fewestDays = n;
     prev = next;
+  }
+  if (fewestDays !== null) {
+    const across = fewestDays * day - (ofDay[ofDay.length - 1]! - ofDay[0]!);
+    best = Math.min(best ?? Infinity, across);
   }
   return best;
 }
