@@ -104,6 +104,7 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
       log("warn", "reseal.kv_failed", { model_set: set, error: err instanceof Error ? err.name : "unknown" });
     }
   }
+  if (summary.resealed + summary.undecryptable > 0) healthMemo.delete(db);
   if (summary.resealed + summary.kvResealed + summary.undecryptable > 0) log("info", "reseal", { ...summary, primary: keyring.primaryId });
   return summary;
 }

@@ -97,6 +97,8 @@ export function shortestGapMs(expr: string): number | null {
   for (let i = 0; prev && i < GAP_MAX_RUNS && fewestDays !== 1; i++) {
     const next = days.nextRun(prev);
     if (!next || next.getTime() > until) break;
+    // A year of matching days shows the shortest run of days (leap-day schedules look further).
+    if (fewestDays !== null && next.getTime() > GAP_FROM + 372 * day) break;
     const n = Math.round((next.getTime() - prev.getTime()) / day);
     if (fewestDays === null || n < fewestDays) fewestDays = n;
     prev = next;
