@@ -8,6 +8,7 @@
  * 429 and network errors say nothing about the key. D1 is written when the verdict changes, or at
  * most once a minute per isolate otherwise, and that write is bounded (2 s) and never fails a call.
  */
+import { sha256HexSync } from "./crypto.ts";
 
 export interface ManagementKeyStatus {
   /** null: no call with the management key answered yet. */
@@ -21,8 +22,8 @@ const STATE_NAME = "management_key";
 const REWRITE_MS = 60_000;
 const WRITE_TIMEOUT_MS = 2_000;
 
-/** Per D1 binding and management key (a changed BASETEN_API_KEY is recorded at once): what this isolate last wrote. */
-const written = new WeakMap<D1Database, Map<string, { ok: boolean; at: number }>>();
+/** Per D1 binding: what this isolate last wrote, and for which management key (a changed one is recorded at once). */
+const written = new WeakMap<D1Database, { credential: string; ok: boolean; at: number }>();
 
 export const isRefusal = (status: number) => status === 401 || status === 403;
 
@@ -49,12 +50,9 @@ function describeCall(method: string, url: string): string {
 export async function recordManagementKeyAnswer(db: D1Database, status: number, call: string, now: number, credential = ""): Promise<void> {
   const ok = verdict(status);
   if (ok === null) return;
-  let seen = written.get(db);
-  if (!seen) written.set(db, (seen = new Map()));
-  const last = seen.get(credential);
-  if (last && last.ok === ok && now - last.at < REWRITE_MS) return;
-  if (seen.size >= 16) seen.clear();
-  seen.set(credential, { ok, at: now });
+  const last = written.get(db);
+  if (last && last.credential === credential && last.ok === ok && now - last.at < REWRITE_MS) return;
+  written.set(db, { credential, ok, at: now });
   const value: ManagementKeyStatus = {
     ok,
     checked_at: new Date(now).toISOString(),
@@ -69,7 +67,7 @@ export async function recordManagementKeyAnswer(db: D1Database, status: number, 
     .run();
   let timer: ReturnType<typeof setTimeout> | undefined;
   await Promise.race([write, new Promise((r) => (timer = setTimeout(r, WRITE_TIMEOUT_MS)))])
-    .catch(() => seen.delete(credential))
+    .catch(() => written.delete(db))
     .finally(() => clearTimeout(timer));
 }
 
@@ -82,7 +80,8 @@ export function watchManagementKey(db: D1Database, clock: () => number = Date.no
   return (async (input: RequestInfo | URL, init?: RequestInit) => {
     const res = await doFetch(input, init);
     const url = typeof input === "string" ? input : input instanceof URL ? input.toString() : input.url;
-    const credential = new Headers(init?.headers).get("authorization") ?? "";
+    // Only a hash of the credential is kept, to tell a changed BASETEN_API_KEY apart.
+    const credential = sha256HexSync(new Headers(init?.headers).get("authorization") ?? "");
     await recordManagementKeyAnswer(db, res.status, describeCall(init?.method ?? "GET", url), clock(), credential);
     return res;
   }) as typeof fetch;
