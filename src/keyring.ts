@@ -22,12 +22,12 @@ export interface Keyring {
 /** A stored key that no configured key opens (sealed under a removed key, or altered). */
 export class UndecryptableError extends Error {
   override name = "UndecryptableError";
-  constructor(
-    /** The id recorded in the ciphertext; null for the format without an id. */
-    readonly sealedBy: string | null,
-    message: string,
-  ) {
+  /** The id recorded in the ciphertext; null for the format without an id. */
+  readonly sealedBy: string | null;
+  // No parameter properties: `npm run check` loads this file with Node's type stripping.
+  constructor(sealedBy: string | null, message: string) {
     super(message);
+    this.sealedBy = sealedBy;
   }
 }
 

@@ -78,7 +78,11 @@ export async function recordManagementKeyAnswer(db: D1Database, status: number, 
 export function watchManagementKey(db: D1Database, clock: () => number = Date.now, inner?: typeof fetch): typeof fetch {
   const doFetch = inner ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
   return (async (input: RequestInfo | URL, init?: RequestInit) => {
-    const res = await doFetch(input, init);
+    const answered = await doFetch(input, init);
+    // Read the body now, inside the caller's timeout, so the bounded D1 write below can never
+    // make the caller's read of it time out; the caller gets the same answer, buffered.
+    const body = answered.status === 204 || answered.status === 304 ? null : await answered.arrayBuffer();
+    const res = new Response(body, { status: answered.status, statusText: answered.statusText, headers: answered.headers });
     const url = typeof input === "string" ? input : input instanceof URL ? input.toString() : input.url;
     // Only a hash of the credential is kept, to tell a changed BASETEN_API_KEY apart.
     const credential = sha256HexSync(new Headers(init?.headers).get("authorization") ?? "");

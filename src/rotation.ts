@@ -24,6 +24,7 @@ import { replacedExpiry, staleServedExpiry } from "./document.ts";
 import * as ledger from "./ledger.ts";
 import type { KeyRow } from "./ledger.ts";
 import { log, redactSecrets } from "./log.ts";
+import { scheduledRefreshAt } from "./schedule.ts";
 import { verifyKey } from "./verify.ts";
 import { isRefusal, refusedManagementKeyFailure, watchManagementKey } from "./management-key.ts";
 
@@ -272,7 +273,8 @@ async function mintAndPromote(
   }
 
   const createdAt = clock();
-  const refreshAt = createdAt + setConfig.rotateEveryMs;
+  // TODO(lead): engine v2's refreshAtFor(setConfig, mintedAt, previousRefreshAt) does this, with its run-ahead margin.
+  const refreshAt = setConfig.schedule ? scheduledRefreshAt(setConfig.schedule, createdAt, setConfig.overlapMs) : createdAt + setConfig.rotateEveryMs;
   const expiresAt = refreshAt + setConfig.overlapMs;
   const ciphertext = await seal(config.keyring, minted.apiKey, `${set}:${pending.generation}`);
   const replaced = current ? { generation: current.generation, expires_at: opts.revokePrevious ? createdAt : replacedExpiry(current as Promised, createdAt) } : null;

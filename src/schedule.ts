@@ -64,6 +64,15 @@ export function scheduleTimeAtOrAfter(expr: string, notBefore: number): number {
 }
 
 /**
+ * `refresh_at` for a key of a scheduled set minted at `mintedAt`: the next schedule time that
+ * leaves at least the overlap and the run-ahead margin (a rotation run ahead of schedule time S
+ * mints a key whose refresh_at is the time after S, never S itself).
+ */
+export function scheduledRefreshAt(expr: string, mintedAt: number, overlapMs: number, runAheadMs = 0): number {
+  return scheduleTimeAtOrAfter(expr, mintedAt + overlapMs + runAheadMs);
+}
+
+/**
  * The shortest gap between two consecutive schedule times, in ms (the `rotateEveryMs` of a
  * scheduled set; `overlap` must be shorter). Null when the schedule has fewer than two times
  * in the horizon.
