@@ -26,6 +26,8 @@ export const KV_RESEAL_PER_TICK = 20;
 /** The lease a KV re-seal takes: far shorter than a rotation's, and only if the set is free. */
 const RESEAL_LEASE_MS = 20_000;
 const KV_PREFIX = "key:";
+/** secrets_state row: the primary key id under which a pass last found nothing left to re-seal. */
+const KV_MARKER = "resealed_under";
 
 export interface ResealSummary {
   /** D1 rows re-sealed under the primary. */
@@ -45,8 +47,13 @@ interface SealedRow {
   ciphertext: string;
 }
 
-/** Rows not sealed by the primary (index keys_sealed_by: the cost is what it finds). */
-const NOT_PRIMARY = "ciphertext IS NOT NULL AND (substr(ciphertext, 1, 12) < ?1 OR substr(ciphertext, 1, 12) > ?1)";
+/**
+ * Rows not sealed by the primary (?1 = "k1:<primary id>:"), as two range searches of the index
+ * keys_sealed_by (SQLite scans the whole index for an OR or a <>): the cost is what it finds.
+ */
+const notPrimary = (columns: string) =>
+  `SELECT ${columns} FROM keys WHERE ciphertext IS NOT NULL AND substr(ciphertext, 1, 12) < ?1
+   UNION ALL SELECT ${columns} FROM keys WHERE ciphertext IS NOT NULL AND substr(ciphertext, 1, 12) > ?1`;
 
 export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyring, limit = RESEAL_PER_TICK, now = Date.now()): Promise<ResealSummary> {
   const fingerprint = keyringFingerprint(keyring);
@@ -54,15 +61,20 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
 
   // 1. D1 rows, current ones first (they are the ones served); known-undecryptable ones skipped
   // until the keyring changes, so they never starve the rest.
-  const { results } = await db
-    .prepare(
-      `SELECT model_set, generation, state, ciphertext FROM keys
-       WHERE ${NOT_PRIMARY}
-         AND NOT EXISTS (SELECT 1 FROM undecryptable_keys u WHERE u.model_set = keys.model_set AND u.location = 'd1:' || keys.generation AND u.keyring = ?2)
-       ORDER BY (state = 'current') DESC, model_set, generation LIMIT ?3`,
-    )
-    .bind(primaryPrefix(keyring), fingerprint, limit)
-    .all<SealedRow>();
+  const [candidates, marker] = await db.batch([
+    db
+      .prepare(
+        `SELECT * FROM (${notPrimary("model_set, generation, state, ciphertext")}) AS k
+         WHERE NOT EXISTS (SELECT 1 FROM undecryptable_keys u WHERE u.model_set = k.model_set AND u.location = 'd1:' || k.generation AND u.keyring = ?2)
+         ORDER BY (state = 'current') DESC, model_set, generation LIMIT ?3`,
+      )
+      .bind(primaryPrefix(keyring), fingerprint, limit),
+    db.prepare("SELECT value FROM secrets_state WHERE name = ?1").bind(KV_MARKER),
+  ]);
+  const results = candidates!.results as unknown as SealedRow[];
+  // Once a pass found every KV entry sealed by this primary, later ticks skip KV's list (billed
+  // per call) until D1 has something to re-seal again or the primary changes.
+  const kvClean = results.length === 0 && (marker!.results[0] as { value?: string } | undefined)?.value === keyring.primaryId;
   summary.more = results.length >= limit;
   const statements: D1PreparedStatement[] = [];
   for (const row of results) {
@@ -89,6 +101,7 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
   if (statements.length > 0) await db.batch(statements);
 
   // 2. KV entries whose metadata does not name the primary (or names nothing: written before key ids).
+  if (kvClean) return summary;
   const stale: { set: string; sealer: string | null }[] = [];
   let cursor: string | undefined;
   do {
@@ -103,6 +116,12 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
     } catch (err) {
       log("warn", "reseal.kv_failed", { model_set: set, error: err instanceof Error ? err.name : "unknown" });
     }
+  }
+  if (stale.length === 0 && results.length === 0) {
+    await db
+      .prepare("INSERT INTO secrets_state (name, value, at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET value = excluded.value, at = excluded.at")
+      .bind(KV_MARKER, keyring.primaryId, now)
+      .run();
   }
   if (summary.resealed + summary.undecryptable > 0) healthMemo.delete(db);
   if (summary.resealed + summary.kvResealed + summary.undecryptable > 0) log("info", "reseal", { ...summary, primary: keyring.primaryId });
@@ -249,7 +268,7 @@ export async function undecryptableSets(db: D1Database, keyring: Keyring, now = 
   const memo = healthMemo.get(db);
   if (memo && memo.fingerprint === fingerprint && memo.until > now) return memo.sets;
   const [unknownIds, recorded] = await db.batch([
-    db.prepare(`SELECT DISTINCT model_set, substr(ciphertext, 1, 12) AS head FROM keys WHERE ${NOT_PRIMARY} AND substr(ciphertext, 1, 3) = 'k1:'`).bind(primaryPrefix(keyring)),
+    db.prepare(`SELECT DISTINCT model_set, head FROM (${notPrimary("model_set, substr(ciphertext, 1, 12) AS head")}) WHERE substr(head, 1, 3) = 'k1:'`).bind(primaryPrefix(keyring)),
     db.prepare("SELECT DISTINCT model_set FROM undecryptable_keys WHERE keyring = ?1").bind(fingerprint),
   ]);
   const sets = new Set<string>();

@@ -251,5 +251,12 @@ describe("changing ENCRYPTION_KEY", () => {
     expect(left.results).toEqual([{ generation: 99 }]);
     const last = await resealBatch(env.DB, env.KEYS, newRing, 10, w.clock.now());
     expect(last).toEqual({ resealed: 0, kvResealed: 0, undecryptable: 0, more: false });
+    // Nothing left: later ticks cost one indexed D1 read and no KV list (billed per call).
+    let lists = 0;
+    const counting = new Proxy(env.KEYS, {
+      get: (target, prop) => (prop === "list" ? (...a: unknown[]) => (lists++, (target.list as (...x: unknown[]) => unknown)(...a)) : (Reflect.get(target, prop) as (...x: unknown[]) => unknown).bind(target)),
+    });
+    expect(await resealBatch(env.DB, counting, newRing, 10, w.clock.now())).toEqual({ resealed: 0, kvResealed: 0, undecryptable: 0, more: false });
+    expect(lists).toBe(0);
   });
 });
