@@ -83,6 +83,8 @@ export async function tick(engine: Engine, queue?: Queue<{ model_set: string; ti
   });
   // Leftovers first: keys at Baseten under names D1 has written off.
   await sweep(engine, now + RUN_BUDGET_MS, rows).catch((err) => log("warn", "sweep.failed", { error: errorText(err) }));
+  // Re-seal a bounded batch of stored keys sealed under another ENCRYPTION_KEY (src/reseal.ts), on every tick, fan-out or not.
+  await resealBatch(engine.db, engine.kv, engine.config.keyring, undefined, now).catch((err) => log("warn", "reseal.failed", { error: errorText(err) }));
 
   const plan = planTick(engine.config, rows, cached, now);
   if (queue && plan.length > engine.config.inlineBudget) {
@@ -94,7 +96,6 @@ export async function tick(engine: Engine, queue?: Queue<{ model_set: string; ti
     return { planned: plan.length, inline: 0, queued: plan.length, results: [] };
   }
   const results = await pool(plan, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger, mint: "due", checkCache: p.checkCache }));
-  await resealBatch(engine.db, engine.kv, engine.config.keyring, undefined, engine.clock()).catch((err) => log("warn", "reseal.failed", { error: errorText(err) }));
   for (const r of results) if (r.outcome === "busy") log("info", "run.skipped", { model_set: r.model_set, reason: "another run holds the lease" });
   log("info", "tick", { planned: plan.length, inline: plan.length, queued: 0, rotated: results.filter((r) => r.outcome === "rotated").length, failed: results.filter((r) => r.outcome === "failed").length });
   return { planned: plan.length, inline: plan.length, queued: 0, results };
