@@ -21,8 +21,12 @@ export interface Env {
 
   BASETEN_API_KEY?: string;
   ENCRYPTION_KEY?: string;
+  /** Older AES keys (space-separated base64), opening only, while everything is re-sealed (§4.9). */
+  ENCRYPTION_KEY_PREVIOUS?: string;
+  /** Space-separated lists: any listed value verifies / admits (changed without downtime). */
   WEBHOOK_SECRET?: string;
   ADMIN_TOKEN?: string;
+  METRICS_TOKEN?: string;
 }
 
 /** One queued cron rotation: the set to run, and the tick that asked for it. */

@@ -7,32 +7,34 @@
  * itself is usable: that is exactly when an operator needs it. It then shows what D1 knows
  * plus the config problems (the same list /healthz gives).
  */
-import { loadConfig } from "../config.ts";
+import { loadConfig, usableAdminTokens } from "../config.ts";
 import { sha256Hex, timingSafeEqual } from "../crypto.ts";
 import type { Env } from "../env.ts";
 import { NO_STORE, fail, json } from "../http.ts";
+import { managementKeyStatus } from "../management-key.ts";
+import { encryptionStatus } from "../reseal.ts";
 import { buildStatus } from "../status.ts";
 import { type RotateContext, type RotateRequest, parseRotateBody, readBody, requireJson, rotateNow } from "./rotate.ts";
 
 const CHALLENGE = { "www-authenticate": 'Bearer realm="baseten-key-rotator-admin"' };
-/** The same minimum config.ts enforces; below it the token is a config problem. */
-const MIN_TOKEN_LENGTH = 16;
 
 const notConfigured = (): never => fail(503, "not_configured", "ADMIN_TOKEN is not set: admin routes are turned off");
 
-/** Hashing both sides first makes the comparison constant-time in the token's length too. */
-export async function authenticateAdmin(request: Request, adminToken: string): Promise<void> {
+/** Hashing both sides first makes the comparison constant-time in the token's length too; any listed token admits. */
+export async function authenticateAdmin(request: Request, adminTokens: readonly string[]): Promise<void> {
   const header = request.headers.get("authorization");
   if (header === null) fail(401, "unauthorized", "missing admin bearer token", CHALLENGE);
   const m = /^Bearer ([\x21-\x7e]{1,1024})$/i.exec(header);
   if (!m) fail(401, "unauthorized", "malformed Authorization header: expected 'Bearer <token>'", CHALLENGE);
-  const [given, expected] = await Promise.all([sha256Hex(m[1]!), sha256Hex(adminToken)]);
-  if (!timingSafeEqual(given, expected)) fail(401, "unauthorized", "invalid admin token", CHALLENGE);
+  const [given, ...expected] = await Promise.all([sha256Hex(m[1]!), ...adminTokens.map(sha256Hex)]);
+  let match = false;
+  for (const e of expected) if (timingSafeEqual(given!, e)) match = true; // no early exit
+  if (!match) fail(401, "unauthorized", "invalid admin token", CHALLENGE);
 }
 
 export async function adminRotate(request: Request & { params: Record<string, string> }, c: RotateContext): Promise<Response> {
-  if (!c.config.adminToken) notConfigured();
-  await authenticateAdmin(request, c.config.adminToken!);
+  if (c.config.adminTokens.length === 0) notConfigured();
+  await authenticateAdmin(request, c.config.adminTokens);
   const raw = await readBody(request);
   let req: RotateRequest = { model_set: undefined, reason: null, revokePrevious: false };
   // The body is optional here: the set is in the path.
@@ -47,12 +49,17 @@ export async function adminRotate(request: Request & { params: Record<string, st
 
 export async function adminStatus(request: Request, env: Env): Promise<Response> {
   const result = loadConfig(env);
-  const token = env.ADMIN_TOKEN || null;
-  if (token === null || token.length < MIN_TOKEN_LENGTH) {
+  const tokens = result.ok ? result.config.adminTokens : usableAdminTokens(env);
+  if (tokens.length === 0) {
     if (!result.ok) fail(503, "config_invalid", `the configuration is invalid: ${result.problems.length} problem(s); see /healthz`);
     notConfigured();
   }
-  await authenticateAdmin(request, token!);
-  const status = await buildStatus(env.DB, result.ok ? result.config : null, result.ok ? [] : result.problems);
-  return json(status, 200, NO_STORE);
+  await authenticateAdmin(request, tokens);
+  const config = result.ok ? result.config : null;
+  const status = await buildStatus(env.DB, config, result.ok ? [] : result.problems);
+  // TODO(lead): move into src/status.ts (operators), with each set's `team_id`
+  // (config.sets.get(id)?.teamId ?? config.teamId). Issue #11: what sealed the stored keys
+  // (key ids only) and whether Baseten last accepted the management key.
+  const [encryption, managementKey] = await Promise.all([config ? encryptionStatus(env.DB, env.KEYS, config.keyring) : null, managementKeyStatus(env.DB)]);
+  return json({ ...status, encryption, management_key: managementKey }, 200, NO_STORE);
 }

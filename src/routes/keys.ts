@@ -11,10 +11,11 @@ import type { Env } from "../env.ts";
 import { NO_STORE, fail, json } from "../http.ts";
 import { currentRow } from "../ledger.ts";
 import { errorText, log } from "../log.ts";
+import { undecryptable } from "../reseal.ts";
 
 async function currentKey(env: Env, config: Config, set: string, now: number): Promise<CurrentKey | null> {
   try {
-    const cached = await readCachedKey(env.KEYS, config.encryptionKey, set, now);
+    const cached = await readCachedKey(env.KEYS, config.keyring, set, now);
     if (cached) return cached;
   } catch (err) {
     // KV down or an unreadable entry: D1 is the source of truth, serve from it.
@@ -24,7 +25,7 @@ async function currentKey(env: Env, config: Config, set: string, now: number): P
   if (!row) return null;
   // No write-back to KV here: only the rotation engine writes the cache, under the set's
   // lease, so a slow reader can never put an older generation back over a newer one.
-  const key = await decryptEntry(config.encryptionKey, entryFromRow(row));
+  const key = await decryptEntry(config.keyring, entryFromRow(row)).catch((err) => undecryptable(set, err));
   remember(env.KEYS, key, now);
   return key;
 }
