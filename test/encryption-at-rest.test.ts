@@ -106,7 +106,11 @@ describe("encryption at rest", () => {
     expect(metadata?.g).toBe(3);
     expect(() => JSON.parse(value!)).toThrow();
     expect(value).not.toBe(results[2]!.ciphertext);
-    expect(fromBase64(value!).length).toBeGreaterThan(12 + 16 + 100);
+    // Sealed by ENCRYPTION_KEY, in the keyring's format; the metadata names the sealing key id (re-sealing reads it from KV's list).
+    expect(value).toMatch(/^k1:[0-9a-f]{8}:[A-Za-z0-9+/]+=*$/);
+    expect(metadata?.s).toBe(value!.split(":")[1]);
+    expect(metadata?.s).toBe(results[2]!.ciphertext.split(":")[1]);
+    expect(fromBase64(value!.split(":")[2]!).length).toBeGreaterThan(12 + 16 + 100);
   });
 
   it("with the wrong ENCRYPTION_KEY the read path fails closed with 503 undecryptable_keys and serves no key", async () => {

@@ -84,8 +84,12 @@ async function makeLegacy(keyB64: string, ring: ReturnType<typeof createKeyring>
     const aad = `${r.model_set}:${r.generation}`;
     const legacy = await sealRaw(keyB64, await open(ring, r.ciphertext, aad), aad);
     await env.DB.prepare("UPDATE keys SET ciphertext = ?1 WHERE model_set = ?2 AND generation = ?3").bind(legacy, r.model_set, r.generation).run();
-    const entry = await env.KEYS.get<{ generation: number; ct: string }>(kvKey(r.model_set), { type: "json" });
-    if (entry && entry.generation === r.generation) await env.KEYS.put(kvKey(r.model_set), JSON.stringify({ ...entry, ct: legacy }), { metadata: { g: entry.generation } });
+    // KV (engine v2): the whole entry sealed as one ciphertext, AAD = the KV key; before key ids, without one.
+    const { value, metadata } = await env.KEYS.getWithMetadata<CacheMetadata>(kvKey(r.model_set), { type: "text" });
+    if (value !== null && metadata?.g === r.generation) {
+      const whole = await open(ring, value, kvKey(r.model_set));
+      await env.KEYS.put(kvKey(r.model_set), await sealRaw(keyB64, whole, kvKey(r.model_set)), { metadata: { g: metadata.g } });
+    }
   }
 }
 
