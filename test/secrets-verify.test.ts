@@ -9,7 +9,7 @@ import type { VerifyConfig } from "../src/config.ts";
 import type { KeyDocument } from "../src/document.ts";
 import { verifyKey, verifyRequest } from "../src/verify.ts";
 import { redeploy } from "./helpers/secrets.ts";
-import { type World, makeWorld, prefixOf } from "./helpers/world.ts";
+import { HOUR, type World, makeWorld, prefixOf } from "./helpers/world.ts";
 
 /** A clock that moves only when the verifier sleeps: retries take no real time. */
 function fakeTime(start = Date.parse("2026-11-27T15:00:00Z")) {
@@ -146,6 +146,62 @@ describe("verify before promote, in a rotation", () => {
     expect(status.sets.find((s) => s.model_set === "demo")!.last_run).toMatchObject({ outcome: "failed", error: expect.stringMatching(/answered 401/) });
     const events = (await w0.fake.sink()).map((e) => JSON.parse(e.body) as { type: string; data: { error: string } });
     expect(events.map((e) => [e.type, e.data.error])).toEqual([["rotation.failed", "verify_failed"]]);
+  });
+
+  it("a verify endpoint that keeps failing: the cron backs off (no mint and delete every tick), the current key stays served and its promise keeps being extended", async () => {
+    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    await w.tick();
+    const served = await doc(await w.getKey("demo"));
+    const d = redeploy(w, { MODEL_SETS: JSON.stringify(verifySets(w, "qwer0987")) });
+    // Due: the cron reaches refresh_at (well past the run-ahead), every minute.
+    w.clock.advance(Date.parse(served.refresh_at) - w.clock.now() + 5_000);
+    const minted = async () => (await w.fake.keys()).length;
+    await d.tick();
+    expect(await minted()).toBe(2); // one attempt: minted, verify 401, deleted
+    expect((await w.fake.liveKeys()).map((k) => k.prefix)).toEqual([prefixOf(served.api_key)]);
+    for (let i = 1; i <= 4; i++) {
+      w.clock.advance(60_000);
+      await d.tick();
+      expect(await minted(), `tick ${i} after the failure`).toBe(2); // backing off
+      const now = w.clock.now();
+      const still = await doc(await d.getKey("demo"));
+      expect([still.generation, still.api_key]).toEqual([served.generation, served.api_key]);
+      // The overdue key's promise covers the next attempt and the replaced key's overlap.
+      expect(Date.parse(still.expires_at)).toBeGreaterThanOrEqual(now + 60_000 + HOUR);
+    }
+    // The back-off over, the next tick tries again (and fails again, the same way).
+    w.clock.advance(2 * 60_000);
+    await d.tick();
+    expect(await minted()).toBe(3);
+    expect((await w.fake.liveKeys()).map((k) => k.prefix)).toEqual([prefixOf(served.api_key)]);
+    const audit = await env.DB.prepare("SELECT action, reason FROM audit WHERE model_set = 'demo' AND action = 'abandoned' ORDER BY id").all<{ action: string; reason: string }>();
+    expect(audit.results.map((r) => r.reason.startsWith("verify_failed: "))).toEqual([true, true]);
+    // An on-demand rotation is not held back by the cron's back-off (it is rate limited instead).
+    const res = await d.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
+    expect(res.status).toBe(502);
+    expect(await minted()).toBe(4);
+  });
+
+  it("verify fails and the new key's deletion fails too: the row stays pending, and recovery deletes the key by name", async () => {
+    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    await w.tick();
+    const served = await doc(await w.getKey("demo"));
+    const d = redeploy(w, { MODEL_SETS: JSON.stringify(verifySets(w, "qwer0987")) });
+    await w.fake.fault({ op: "revoke", kind: "500", count: 50 });
+    const res = await d.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
+    expect(res.status).toBe(502);
+    expect(((await res.json()) as { error: string }).error).toBe("verify_failed");
+    const row = await env.DB.prepare("SELECT state FROM keys WHERE model_set = 'demo' AND generation = 2").first<{ state: string }>();
+    expect(row?.state).toBe("pending");
+    expect((await w.fake.liveKeys()).length).toBe(2); // not deleted yet
+    await w.fake.clearFaults();
+    // After a lease, the cron's recovery finds the key by name and deletes it; the current key stays.
+    w.clock.advance(2 * 60_000);
+    await d.tick();
+    expect((await w.fake.liveKeys()).map((k) => k.prefix)).toEqual([prefixOf(served.api_key)]);
+    const after = await env.DB.prepare("SELECT state FROM keys WHERE model_set = 'demo' AND generation = 2").first<{ state: string }>();
+    expect(after?.state).toBe("abandoned");
+    expect((await doc(await d.getKey("demo"))).api_key).toBe(served.api_key);
   });
 
   it("the verify endpoint accepts the new key: the rotation goes through, and the consumer's key works at the model", async () => {
