@@ -231,6 +231,41 @@ describe("changing ENCRYPTION_KEY", () => {
     expect((await healed.status()).encryption!.sealed_by).toEqual({ [keyId(broken.env.ENCRYPTION_KEY!)]: 4 });
   });
 
+  it("a KV entry is re-sealed whole, only under the set's lease, and only over D1's current generation (engine v2's fencing)", async () => {
+    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    await w.tick();
+    const oldRing = createKeyring(w.env.ENCRYPTION_KEY!);
+    const newRing = createKeyring(randomB64(32), [w.env.ENCRYPTION_KEY!]);
+    const read = () => env.KEYS.getWithMetadata<CacheMetadata>(kvKey("demo"), { type: "text" });
+    const before = await read();
+    expect(before.metadata?.s).toBe(oldRing.primaryId);
+
+    // A run holds the set's lease: the entry is left alone (the D1 rows are re-sealed, they need no lease).
+    await env.DB.prepare("UPDATE sets SET lease_holder = 'a-run', lease_expires_at = ?1 WHERE model_set = 'demo'").bind(w.clock.now() + 60_000).run();
+    const held = await resealBatch(env.DB, env.KEYS, newRing, undefined, w.clock.now());
+    expect(held).toMatchObject({ resealed: 1, kvResealed: 0 });
+    expect((await read()).value).toBe(before.value);
+    expect((await env.DB.prepare("SELECT lease_holder FROM sets WHERE model_set = 'demo'").first<{ lease_holder: string }>())?.lease_holder).toBe("a-run");
+
+    // The lease free: the whole entry (every field, AAD = the KV key) is sealed again under the new primary, unchanged.
+    await env.DB.prepare("UPDATE sets SET lease_holder = NULL, lease_expires_at = 0 WHERE model_set = 'demo'").run();
+    expect(await resealBatch(env.DB, env.KEYS, newRing, undefined, w.clock.now())).toMatchObject({ kvResealed: 1 });
+    const after = await read();
+    expect(after.metadata).toEqual({ g: before.metadata!.g, s: newRing.primaryId });
+    expect(sealedBy(after.value!)).toBe(newRing.primaryId);
+    expect(JSON.parse(await open(newRing, after.value!, kvKey("demo")))).toEqual(JSON.parse(await open(oldRing, before.value!, kvKey("demo"))));
+    await expect(open(newRing, after.value!, kvKey("other"))).rejects.toThrow(UndecryptableError);
+
+    // An entry older than D1's current generation (a stale cache) is not rewritten: never over a newer key,
+    // never a regression; the engine's own repair rewrites it from D1.
+    w.clock.advance(24 * HOUR);
+    await w.tick(); // generation 2, KV written under the tick's keyring (the old key)
+    await env.KEYS.put(kvKey("demo"), before.value!, { metadata: before.metadata! }); // generation 1 back in KV
+    const stale = await resealBatch(env.DB, env.KEYS, newRing, undefined, w.clock.now());
+    expect(stale.kvResealed).toBe(0);
+    expect((await read()).value).toBe(before.value);
+  });
+
   it("re-sealing is bounded per call and skips keys it cannot open (they never starve the rest)", async () => {
     const w = await makeWorld();
     await w.tick();
