@@ -62,7 +62,7 @@ function say(line: string) {
 }
 
 function secrets() {
-  return { ENCRYPTION_KEY: randomB64(32), ADMIN_TOKEN: `adm_${randomB64(18)}`, WEBHOOK_SECRET: `whsec_${randomB64(24)}` };
+  return { ENCRYPTION_KEY: randomB64(32), ADMIN_TOKEN: `adm_${randomB64(24)}`, WEBHOOK_SECRET: `whsec_${randomB64(24)}` };
 }
 
 function setId(i: number) {

@@ -14,6 +14,18 @@
  * attempts; `GET /__control/{tenant}/sink` returns what was recorded. Tests verify signatures
  * themselves: the sink checks nothing.
  *
+ * Teams: a mint goes to `POST /v1/teams/{team_id}/api_keys` and the key remembers its team. By
+ * default any team id (letters, digits, - and _) is accepted; after `POST /__control/{tenant}/teams`
+ * `{"teams": [...]}` only those are, and any other answers 404 (so a client minting under the
+ * wrong team fails loudly).
+ *
+ * Model endpoints: `POST /model/{model_id}/predict` with `Authorization: Api-Key <prefix>.<secret>`
+ * (or Bearer) answers 200 for a live (not revoked) key scoped to that model (or unscoped), 401
+ * otherwise: what a verify step (DESIGN §4.8) or the consumer client's `fetchWithKey` calls.
+ * Faults with `op: "predict"` apply to them (the tenant is the key's); `op: "any"` stays
+ * management calls only. A fault's optional `error` replaces the error text of its answer;
+ * `{key}` in it becomes the management key that was sent (to test redaction).
+ *
  * Run standalone: `npx node dev/fake-baseten.ts [--port 8788] [--host 127.0.0.1] [--latency ms]`.
  */
 /// <reference types="node" />
@@ -23,7 +35,7 @@ import type { Socket } from "node:net";
 import { randomInt } from "node:crypto";
 import { pathToFileURL } from "node:url";
 
-export type Op = "mint" | "list" | "revoke";
+export type Op = "mint" | "list" | "revoke" | "predict";
 export type FaultKind =
   | "429" | "500" | "502" | "503" | "401" | "403" | "stall" | "refuse" | "malformed" | "empty"
   | "lost_after_commit" | "malformed_after_commit" | "empty_after_commit";
@@ -34,6 +46,8 @@ export interface Fault {
   retry_after?: number;
   retry_after_header?: boolean;
   stall_ms?: number;
+  /** Error text of the answer instead of the default; `{key}` becomes the management key sent. */
+  error?: string;
 }
 export interface FakeBaseten { url: string; port: number; close(): Promise<void> }
 export interface FakeBasetenOptions { port?: number; host?: string; latencyMs?: number }
@@ -41,6 +55,8 @@ export interface FakeBasetenOptions { port?: number; host?: string; latencyMs?: 
 interface KeyRecord {
   prefix: string; name: string | null; type: string; model_ids: string[] | null;
   team_id: string | null; created_at: string; revoked_at: string | null;
+  /** The secret part; never shown by the control API. */
+  secret: string;
 }
 interface CallRecord { op: Op; method: string; path: string; status: number; at: string }
 interface SinkRecord { at: string; status: number; headers: Record<string, string>; body: string }
@@ -50,7 +66,8 @@ interface Tenant {
   liveNames: Map<string, KeyRecord>;   // names are unique among non-revoked keys only
   faults: Array<Fault & { left: number }>;
   calls: CallRecord[];
-  counts: Record<Op, number>;
+  counts: Partial<Record<Op, number>>;
+  teams: Set<string> | null;           // null: any team id is accepted
   latencyMs: number | null;            // null: use the server-wide default
   sink: SinkRecord[];                  // event deliveries received, every attempt
 }
@@ -63,7 +80,10 @@ const NAME_RE = /^[a-z0-9-]{1,128}$/;
 const LOWER = "abcdefghijklmnopqrstuvwxyz0123456789";
 const ALNUM = LOWER + "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 // Cut-off JSON per op, as a proxy or a crashing server would leave it.
-const TRUNCATED: Record<Op, string> = { mint: '{"api_key": ', list: '{"keys": [', revoke: '{"prefix": ' };
+const TRUNCATED: Record<Op, string> = { mint: '{"api_key": ', list: '{"keys": [', revoke: '{"prefix": ', predict: '{"output": ' };
+const TEAM_RE = /^[A-Za-z0-9_-]{1,64}$/;
+/** Every key of every tenant by prefix (prefixes are unique across tenants): the model endpoints find keys here. */
+const keyOwners = new Map<string, { tenant: Tenant; rec: KeyRecord }>();
 const MAX_BODY = 1 << 20;
 
 const randomString = (alphabet: string, n: number): string =>
@@ -117,12 +137,14 @@ function createKey(t: Tenant, body: unknown, teamId: string | null, prefixes: Se
   let prefix: string;
   do prefix = randomString(LOWER, 8); while (prefixes.has(prefix)); // unique across tenants and resets
   prefixes.add(prefix);
+  const secret = randomString(ALNUM, 40);
   const rec: KeyRecord = { prefix, name, type, model_ids: modelIds ? [...modelIds] : null, team_id: teamId,
-    created_at: new Date().toISOString(), revoked_at: null };
+    created_at: new Date().toISOString(), revoked_at: null, secret };
   t.keys.push(rec);
+  keyOwners.set(prefix, { tenant: t, rec });
   t.byPrefix.set(prefix, rec);
   if (name !== null) t.liveNames.set(name, rec);
-  return { status: 200, body: { api_key: `${prefix}.${randomString(ALNUM, 40)}` } };
+  return { status: 200, body: { api_key: `${prefix}.${secret}` } };
 }
 
 function perform(t: Tenant, op: Op, param: string, raw: string, prefixes: Set<string>): Result {
@@ -138,6 +160,8 @@ function perform(t: Tenant, op: Op, param: string, raw: string, prefixes: Set<st
     if (rec.name !== null) t.liveNames.delete(rec.name);
     return { status: 200, body: { prefix: rec.prefix } };
   }
+  if (!TEAM_RE.test(param)) return { status: 400, body: { error: "team_id must be letters, digits, - or _" } };
+  if (t.teams !== null && !t.teams.has(param)) return { status: 404, body: { error: `team ${param} not found` } };
   let body: unknown;
   try { body = JSON.parse(raw); } catch { return { status: 400, body: { error: "request body must be JSON" } }; }
   return createKey(t, body, param, prefixes);
@@ -154,8 +178,17 @@ function route(method: string, path: string): { op: Op; param: string } | { stat
   function param(op: Op, raw: string) { const p = safeDecode(raw); return p ? { op, param: p } : { status: 404 as const }; }
 }
 
+/** Faults are taken in arrival order: the first queued fault whose op matches ("any": management calls only). */
+function takeFault(t: Tenant, op: Op): (Fault & { left: number }) | undefined {
+  const i = t.faults.findIndex((f) => f.op === op || (f.op === "any" && op !== "predict"));
+  const fault = i < 0 ? undefined : t.faults[i]!;
+  if (fault && --fault.left === 0) t.faults.splice(i, 1);
+  return fault;
+}
+
 function validFault(f: unknown): f is Fault {
-  return isObject(f) && ["mint", "list", "revoke", "any"].includes(f.op as string)
+  return isObject(f) && ["mint", "list", "revoke", "predict", "any"].includes(f.op as string)
+    && (f.error === undefined || typeof f.error === "string")
     && FAULT_KINDS.includes(f.kind as FaultKind) && isCount(f.count) && isSeconds(f.retry_after)
     && isSeconds(f.stall_ms) && (f.retry_after_header === undefined || typeof f.retry_after_header === "boolean");
 }
@@ -171,7 +204,7 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
     let t = tenants.get(key);
     if (!t) {
       t = { keys: [], byPrefix: new Map(), liveNames: new Map(), faults: [], calls: [],
-        counts: { mint: 0, list: 0, revoke: 0 }, latencyMs: null, sink: [] };
+        counts: { mint: 0, list: 0, revoke: 0 }, latencyMs: null, sink: [], teams: null };
       tenants.set(key, t);
     }
     return t;
@@ -189,11 +222,9 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
     // Record on arrival (status 0 until answered) so counts include calls whose answer never came.
     const call: CallRecord = { op: r.op, method: req.method!, path, status: 0, at: new Date().toISOString() };
     t.calls.push(call);
-    t.counts[r.op]++;
-    // Faults are taken in arrival order: the first queued fault whose op matches.
-    const i = t.faults.findIndex((f) => f.op === r.op || f.op === "any");
-    const fault = i < 0 ? undefined : t.faults[i]!;
-    if (fault && --fault.left === 0) t.faults.splice(i, 1);
+    t.counts[r.op] = (t.counts[r.op] ?? 0) + 1;
+    const fault = takeFault(t, r.op);
+    const errorText = (fallback: string) => fault?.error?.split("{key}").join(key) ?? fallback;
 
     if (fault?.kind === "refuse") { // connection reset before anything is read or answered
       const s = req.socket;
@@ -215,11 +246,11 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
       case "429": {
         const retry = fault.retry_after;
         const headers: Record<string, string> = fault.retry_after_header ? { "retry-after": String(retry ?? 1) } : {};
-        return answer(429, retry === undefined ? { error: "rate limited" } : { error: "rate limited", retry_after: retry }, headers);
+        return answer(429, retry === undefined ? { error: errorText("rate limited") } : { error: errorText("rate limited"), retry_after: retry }, headers);
       }
-      case "500": case "502": case "503": return answer(Number(fault.kind), { error: "internal error" });
-      case "401": return answer(401, { error: "invalid API key" });
-      case "403": return answer(403, { error: "permission denied" });
+      case "500": case "502": case "503": return answer(Number(fault.kind), { error: errorText("internal error") });
+      case "401": return answer(401, { error: errorText("invalid API key") });
+      case "403": return answer(403, { error: errorText("permission denied") });
       case "malformed": return answerRaw(TRUNCATED[r.op]); // op NOT performed
       case "empty": return answerRaw("");
     }
@@ -230,6 +261,45 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
       case "empty_after_commit": return answer(200, {});
       default: return answer(result.status, result.body);
     }
+  }
+
+  /** The model endpoint: 200 for a live key scoped to the model, 401 otherwise; faults of the key's tenant. */
+  async function handlePredict(req: IncomingMessage, res: ServerResponse, path: string, modelId: string): Promise<void> {
+    if (req.method !== "POST") return send(res, 405, { error: "method not allowed" }, { allow: "POST" });
+    const m = /^(?:api-key|bearer)\s+([^.\s]+)\.(\S+)\s*$/i.exec(req.headers.authorization ?? "");
+    const owner = m ? keyOwners.get(m[1]!) : undefined;
+    const t = owner?.tenant;
+    const call: CallRecord = { op: "predict", method: "POST", path, status: 0, at: new Date().toISOString() };
+    if (t) {
+      t.calls.push(call);
+      t.counts.predict = (t.counts.predict ?? 0) + 1;
+    }
+    const fault = t ? takeFault(t, "predict") : undefined;
+    if (fault?.kind === "refuse") return void (typeof req.socket.resetAndDestroy === "function" ? req.socket.resetAndDestroy() : req.socket.destroy());
+    const raw = await readBody(req).catch(() => "");
+    if (fault?.kind === "stall") {
+      const timer = setTimeout(() => req.socket.destroy(), fault.stall_ms ?? 60_000).unref();
+      req.socket.once("close", () => clearTimeout(timer));
+      return;
+    }
+    await delay(t?.latencyMs ?? defaultLatency);
+    const answer = (status: number, body: unknown) => { call.status = status; send(res, status, body); };
+    switch (fault?.kind) {
+      case "429": return answer(429, { error: fault.error ?? "rate limited" });
+      case "500": case "502": case "503": return answer(Number(fault.kind), { error: fault.error ?? "internal error" });
+      case "401": return answer(401, { error: fault.error ?? "invalid API key" });
+      case "403": return answer(403, { error: fault.error ?? "permission denied" });
+      case "malformed": case "malformed_after_commit": call.status = 200; return sendRaw(res, 200, TRUNCATED.predict);
+      case "empty": case "empty_after_commit": call.status = 200; return sendRaw(res, 200, "");
+      case "lost_after_commit": return void req.socket.destroy();
+    }
+    const rec = owner?.rec;
+    const live = rec !== undefined && rec.revoked_at === null && rec.secret === m![2]
+      && (rec.model_ids === null || rec.model_ids.includes(modelId)) && rec.type !== "WORKSPACE_EXPORT_METRICS";
+    if (!live) return answer(401, { error: "invalid API key" });
+    let input: unknown = null;
+    try { input = raw ? JSON.parse(raw) : null; } catch { input = raw; }
+    return answer(200, { model_id: modelId, output: { ok: true, echo: input } });
   }
 
   async function handleControl(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -256,9 +326,18 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
         t.faults = [];
         return send(res, 200, { cleared });
       }
-      case "GET keys": { // ?live=1: only keys not revoked (cheap to poll when thousands were revoked)
-        const live = new URL(req.url ?? "/", "http://fake").searchParams.get("live") === "1";
-        return send(res, 200, { keys: live ? t.keys.filter((k) => k.revoked_at === null) : t.keys });
+      case "GET keys": { // ?live=1: only keys not revoked (cheap to poll when thousands were revoked); ?team=
+        const query = new URL(req.url ?? "/", "http://fake").searchParams;
+        const live = query.get("live") === "1";
+        const team = query.get("team");
+        const keys = t.keys.filter((k) => (!live || k.revoked_at === null) && (team === null || k.team_id === team));
+        return send(res, 200, { keys: keys.map(({ secret: _secret, ...k }) => k) });
+      }
+      case "POST teams": { // {"teams": [...]} restricts mints to these team ids; {"teams": null} accepts any again
+        const teams = isObject(json) ? json.teams : undefined;
+        if (teams !== null && (!isStringArray(teams) || !teams.every((x) => TEAM_RE.test(x)))) return send(res, 400, { error: "teams must be a list of team ids or null" });
+        t.teams = teams === null ? null : new Set(teams);
+        return send(res, 200, { teams });
       }
       case "POST keys": {
         const input = isObject(json) ? { type: "WORKSPACE_INVOKE", ...json } : json;
@@ -272,11 +351,14 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
         t.latencyMs = ms;
         return send(res, 200, { ms });
       }
-      case "POST reset": tenants.delete(name); return send(res, 200, { ok: true });
+      case "POST reset":
+        for (const k of t.keys) keyOwners.delete(k.prefix);
+        tenants.delete(name);
+        return send(res, 200, { ok: true });
       case "GET sink": return send(res, 200, { deliveries: t.sink });
       case "DELETE sink": t.sink = []; return send(res, 200, { ok: true });
     }
-    const known = ["faults", "keys", "calls", "latency", "reset", "sink"].includes(what);
+    const known = ["faults", "keys", "calls", "latency", "reset", "sink", "teams"].includes(what);
     return send(res, known ? 405 : 404, { error: known ? "method not allowed" : "not found" });
   }
 
@@ -300,7 +382,9 @@ export function startFakeBaseten(opts: FakeBasetenOptions = {}): Promise<FakeBas
 
   const server = createServer((req, res) => {
     const path = new URL(req.url ?? "/", "http://fake").pathname;
-    const handler = path.startsWith("/__control/") ? handleControl : path.startsWith("/__sink/") ? handleSink : handleApi;
+    const model = /^\/model\/([^/]+)\/predict\/?$/.exec(path);
+    const handler = model ? (q: IncomingMessage, s: ServerResponse, p: string) => handlePredict(q, s, p, safeDecode(model[1]!) ?? "")
+      : path.startsWith("/__control/") ? handleControl : path.startsWith("/__sink/") ? handleSink : handleApi;
     handler(req, res, path).catch((err: unknown) => {
       // A body read that failed (client vanished, body too large) or a bug: answer if we still can.
       if (!res.headersSent) send(res, 400, { error: `fake-baseten: ${String(err)}` });

@@ -7,7 +7,7 @@
  * past the caller's deadline, so a rotation always finishes inside its lease.
  * Errors carry Baseten's status and error text, never a key.
  */
-import { redactSecrets } from "./log.ts";
+import { redactUpstreamText } from "./log.ts";
 import { DeadlineError, withDeadline } from "./rotation/deadline.ts";
 
 export interface ListedKey {
@@ -93,11 +93,9 @@ class Semaphore {
   }
 }
 
-/** Upstream text is cut short and stripped of the management key and anything key-shaped. */
+/** Upstream text is stripped of the management key and anything key-shaped, THEN cut short (src/log.ts). */
 function redact(text: string, apiKey: string): string {
-  let out = text.slice(0, 300);
-  if (apiKey) out = out.split(apiKey).join("[redacted]");
-  return redactSecrets(out);
+  return redactUpstreamText(text, apiKey, 300);
 }
 
 /**
@@ -134,9 +132,9 @@ export class BasetenClient {
     this.now = opts.now ?? Date.now;
   }
 
-  /** Mints a WORKSPACE_INVOKE key named `name` for `modelIds`, under `teamId` (default: the configured team). */
-  async mint(name: string, modelIds: string[], deadline?: number, teamId: string = this.opts.teamId): Promise<MintedKey> {
-    const url = `${this.opts.apiBase}/v1/teams/${encodeURIComponent(teamId)}/api_keys`;
+  /** Mints a WORKSPACE_INVOKE key named `name` for `modelIds` under `teamId` (default: BASETEN_TEAM_ID). */
+  async mint(name: string, modelIds: string[], deadline?: number, teamId?: string): Promise<MintedKey> {
+    const url = `${this.opts.apiBase}/v1/teams/${encodeURIComponent(teamId ?? this.opts.teamId)}/api_keys`;
     const body = JSON.stringify({ name, type: "WORKSPACE_INVOKE", model_ids: modelIds });
     const { json } = await this.call("mint", "POST", url, body, deadline);
     const apiKey = (json as { api_key?: unknown } | null)?.api_key;

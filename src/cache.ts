@@ -9,7 +9,7 @@
  *            fails to open and is a miss (the read goes to D1), never served
  *   metadata { g: generation } so the cron can compare every set's cache with D1 in one list call
  */
-import { open, seal } from "./crypto.ts";
+import { type Keyring, open, seal, sealedBy } from "./keyring.ts";
 import { type CurrentKey, KV_STALENESS_MS, MEMORY_TTL_MS, coversOverdue } from "./document.ts";
 import type { CurrentRow } from "./ledger.ts";
 import { currentRow } from "./ledger.ts";
@@ -21,6 +21,8 @@ export interface CachedEntry extends CurrentKey {
 
 export interface CacheMetadata {
   g: number;
+  /** Key id that sealed the entry (src/keyring.ts): re-sealing and /v1/admin/status read it from KV's list. */
+  s?: string;
 }
 
 const KV_PREFIX = "key:";
@@ -29,16 +31,16 @@ export const kvKey = (set: string) => `${KV_PREFIX}${set}`;
 // --- sealing: the one place KV entries and D1 ciphertexts are sealed and opened -----------
 
 /** The D1 ciphertext of a key: AAD "<set>:<generation>" (a row copied elsewhere fails to open). */
-export const sealKey = (encryptionKey: string, set: string, generation: number, apiKey: string) => seal(encryptionKey, apiKey, `${set}:${generation}`);
+export const sealKey = (keyring: Keyring, set: string, generation: number, apiKey: string) => seal(keyring, apiKey, `${set}:${generation}`);
 
-async function sealEntry(encryptionKey: string, key: CurrentKey): Promise<string> {
+async function sealEntry(keyring: Keyring, key: CurrentKey): Promise<string> {
   const entry: CachedEntry = { v: 2, ...key };
-  return seal(encryptionKey, JSON.stringify(entry), kvKey(key.model_set));
+  return seal(keyring, JSON.stringify(entry), kvKey(key.model_set));
 }
 
 /** Opens a KV value for `set`; null when it is not a whole, valid entry of that set. Throws if it does not decrypt. */
-async function openEntry(encryptionKey: string, set: string, sealed: string): Promise<CurrentKey | null> {
-  const e = JSON.parse(await open(encryptionKey, sealed, kvKey(set))) as Partial<CachedEntry>;
+async function openEntry(keyring: Keyring, set: string, sealed: string): Promise<CurrentKey | null> {
+  const e = JSON.parse(await open(keyring, sealed, kvKey(set))) as Partial<CachedEntry>;
   if (e.v !== 2 || e.model_set !== set || typeof e.api_key !== "string" || typeof e.generation !== "number") return null;
   if (typeof e.refresh_at !== "number" || typeof e.expires_at !== "number" || typeof e.created_at !== "number" || !Array.isArray(e.model_ids)) return null;
   const { v: _v, ...key } = e as CachedEntry;
@@ -63,25 +65,25 @@ export function entryFromRow(row: CurrentRow): RowEntry {
   };
 }
 
-export async function decryptEntry(encryptionKey: string, entry: RowEntry): Promise<CurrentKey> {
+export async function decryptEntry(keyring: Keyring, entry: RowEntry): Promise<CurrentKey> {
   const { ct, ...rest } = entry;
-  return { ...rest, api_key: await open(encryptionKey, ct, `${entry.model_set}:${entry.generation}`) };
+  return { ...rest, api_key: await open(keyring, ct, `${entry.model_set}:${entry.generation}`) };
 }
 
 /** D1's current key of a set, bypassing every cache (the read path's fallback and fresh reads). */
-export async function readCurrentFresh(db: D1Database, encryptionKey: string, set: string): Promise<CurrentKey | null> {
+export async function readCurrentFresh(db: D1Database, keyring: Keyring, set: string): Promise<CurrentKey | null> {
   const row = await currentRow(db, set);
-  return row ? decryptEntry(encryptionKey, entryFromRow(row)) : null;
+  return row ? decryptEntry(keyring, entryFromRow(row)) : null;
 }
 
 // --- KV writes (the engine only) ----------------------------------------------------------
 
 /** Writes the set's entry. From now on this location serves nothing older, whether or not the put lands. */
-export async function writeCache(kv: KVNamespace, encryptionKey: string, key: CurrentKey): Promise<void> {
+export async function writeCache(kv: KVNamespace, keyring: Keyring, key: CurrentKey): Promise<void> {
   memoryOf(kv).delete(key.model_set);
   forbidBelow(kv, key.model_set, key.generation);
-  const value = await sealEntry(encryptionKey, key);
-  await kv.put(kvKey(key.model_set), value, { metadata: { g: key.generation } satisfies CacheMetadata });
+  const value = await sealEntry(keyring, key);
+  await kv.put(kvKey(key.model_set), value, { metadata: { g: key.generation, s: sealedBy(value) ?? undefined } satisfies CacheMetadata });
 }
 
 /** Drops a set's entry; with `floor`, this location also never serves a generation below it again. */
@@ -154,12 +156,12 @@ export function memoryKey(kv: KVNamespace, set: string, now: number): CurrentKey
  * entry of another set, of a generation this location has seen replaced, or one older than the
  * engine's last overdue extension is a miss. Throws if KV fails or the entry does not decrypt.
  */
-export async function readCachedKey(kv: KVNamespace, encryptionKey: string, set: string, now: number): Promise<CurrentKey | null> {
+export async function readCachedKey(kv: KVNamespace, keyring: Keyring, set: string, now: number): Promise<CurrentKey | null> {
   const hit = memoryKey(kv, set, now);
   if (hit) return hit;
   const sealed = await kv.get(kvKey(set), { type: "text", cacheTtl: KV_STALENESS_MS / 1000 });
   if (sealed === null) return null;
-  const key = await openEntry(encryptionKey, set, sealed);
+  const key = await openEntry(keyring, set, sealed);
   if (!key || key.generation < floorOf(kv, set) || !coversOverdue(key, now)) return null;
   remember(kv, key, now);
   return key;

@@ -5,15 +5,35 @@
  * list of problems (each naming the var, the set or consumer, the field and why).
  * The result is cached per `env` object, so the read path parses nothing per request.
  */
+import { sha256HexSync } from "./crypto.ts";
 import type { Env } from "./env.ts";
 import { parseWithConfigFile } from "./config-file.ts";
+import { type Keyring, createKeyring, keyId } from "./keyring.ts";
+import { scheduleProblem, shortestGapMs } from "./schedule.ts";
 
 export interface ModelSetConfig {
   id: string;
   modelIds: string[];
+  /** For a scheduled set: the shortest gap between two schedule times. */
   rotateEveryMs: number;
   overlapMs: number;
   enabled: boolean;
+  /** Mint under this Baseten team instead of BASETEN_TEAM_ID (optional). */
+  teamId?: string;
+  /** 5-field cron expression in UTC (instead of rotate_every); refresh_at follows it (src/schedule.ts). */
+  schedule?: string;
+  /** Check a new key against this endpoint before promoting it (DESIGN §4.8, src/verify.ts). */
+  verify?: VerifyConfig;
+}
+
+/** DESIGN §4.8. `body`: an object (or any non-string JSON) is sent as JSON, a string as is. */
+export interface VerifyConfig {
+  url: string;
+  method: string;
+  headers: Record<string, string>;
+  body?: unknown;
+  /** Statuses that pass; absent: any 2xx passes. Never 401 or 403. */
+  expect?: number[];
 }
 
 /** An OIDC workload identity (DESIGN §3.1). */
@@ -52,10 +72,16 @@ export interface Config {
   sets: Map<string, ModelSetConfig>;
   consumers: ConsumerConfig[];
   basetenApiKey: string;
-  /** base64 of 32 bytes (AES-256-GCM). */
-  encryptionKey: string;
-  webhookSecret: string | null;
-  adminToken: string | null;
+  /** ENCRYPTION_KEY seals, ENCRYPTION_KEY_PREVIOUS opens (src/keyring.ts); key ids only, no key bytes. */
+  keyring: Keyring;
+  /** WEBHOOK_SECRET, space-separated: any one verifies. Empty: rotation webhooks are off. */
+  webhookSecrets: string[];
+  /** ADMIN_TOKEN, space-separated: any one admits. Empty: admin routes are off. */
+  adminTokens: string[];
+  /** METRICS_TOKEN (the first listed), for GET /metrics only; null when not set. */
+  metricsToken: string | null;
+  /** METRICS_TOKEN, space-separated: any one admits GET /metrics (so it can be changed without a gap). */
+  metricsTokens: string[];
   events: EventSubscriber[];
   timeoutMs: number;
   maxAttempts: number;
@@ -73,9 +99,22 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 export const MIN_OVERLAP_MS = 120_000;
 export const EVENT_TYPES = ["key.rotated", "key.revoked", "rotation.failed", "rotation.overdue", "consumer.lagging"] as const;
 
-const SET_FIELDS = new Set(["model_ids", "rotate_every", "overlap", "enabled"]);
+const SET_FIELDS = new Set(["model_ids", "rotate_every", "overlap", "enabled", "team_id", "schedule", "verify"]);
 const CONSUMER_FIELDS = new Set(["token_sha256", "oidc", "binding", "model_sets"]);
 const OIDC_FIELDS = new Set(["issuer", "audience", "subject", "claims"]);
+const VERIFY_FIELDS = new Set(["url", "method", "headers", "body", "expect"]);
+const VERIFY_METHODS = new Set(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]);
+/** Team ids go into the mint path `/v1/teams/{team_id}/api_keys`: URL-safe characters only. */
+export const TEAM_ID = /^[A-Za-z0-9_-]{1,64}$/;
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
+/** Printable ASCII without spaces: what a bearer token can carry in an Authorization header. */
+const TOKEN_CHARS = /^[\x21-\x7e]+$/;
+export const MIN_TOKEN_LENGTH = 32;
+const MAX_TOKEN_LENGTH = 1024;
+export const MIN_WEBHOOK_SECRET_BYTES = 24;
+export const MAX_PREVIOUS_KEYS = 8;
+/** More entries than this in WEBHOOK_SECRET / ADMIN_TOKEN / METRICS_TOKEN is a mistake, not a rollover. */
+const MAX_LIST_ENTRIES = 8;
 const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
 /** `"90s"`, `"15m"`, `"24h"`, `"7d"` or whole seconds (number or digit string); null if invalid. */
@@ -131,21 +170,51 @@ function parseSets(raw: Record<string, unknown>, problems: string[]): Map<string
     if (!Array.isArray(modelIds) || modelIds.length === 0) bad("model_ids must be a non-empty array of model ids");
     else if (!modelIds.every((m) => typeof m === "string" && MODEL_ID.test(m))) bad("model_ids must be strings of letters, digits, - or _");
     else if (new Set(modelIds).size !== modelIds.length) bad("model_ids has duplicates");
-    const rotateEveryMs = parseDuration(e.rotate_every);
-    if (rotateEveryMs === null) bad('rotate_every must be a duration like "24h", "7d", "15m", "90s" or whole seconds');
+    const hasSchedule = e.schedule !== undefined;
+    let rotateEveryMs: number | null = null;
+    let schedule: string | undefined;
+    if (hasSchedule && e.rotate_every !== undefined) bad("has both rotate_every and schedule: use exactly one");
+    else if (hasSchedule) {
+      const why = scheduleProblem(e.schedule);
+      if (why) bad(`schedule ${why}`);
+      else {
+        schedule = (e.schedule as string).trim().replace(/\s+/g, " ");
+        rotateEveryMs = shortestGapMs(schedule);
+        if (rotateEveryMs === null) bad("schedule has fewer than two times in 9 years");
+      }
+    } else {
+      rotateEveryMs = parseDuration(e.rotate_every);
+      if (rotateEveryMs === null) bad('rotate_every must be a duration like "24h", "7d", "15m", "90s" or whole seconds');
+    }
     const overlapMs = parseDuration(e.overlap);
     if (overlapMs === null) bad('overlap must be a duration like "1h", "2m" or whole seconds');
     if (overlapMs !== null && overlapMs < MIN_OVERLAP_MS) bad("overlap must be at least 2m (KV serves stale values for up to 60 s and consumers need time to refetch)");
-    if (overlapMs !== null && rotateEveryMs !== null && overlapMs >= rotateEveryMs) bad("overlap must be shorter than rotate_every");
+    if (overlapMs !== null && rotateEveryMs !== null && overlapMs >= rotateEveryMs) {
+      bad(schedule ? `overlap must be shorter than the shortest gap between two schedule times (${formatMs(rotateEveryMs)})` : "overlap must be shorter than rotate_every");
+    }
     if (e.enabled !== undefined && typeof e.enabled !== "boolean") bad("enabled must be true or false");
+    let teamId: string | undefined;
+    if (e.team_id !== undefined) {
+      if (typeof e.team_id !== "string" || !TEAM_ID.test(e.team_id)) bad("team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)");
+      else teamId = e.team_id;
+    }
+    let verify: VerifyConfig | undefined;
+    if (e.verify !== undefined) {
+      const v = parseVerify(e.verify, (msg) => bad(`verify.${msg}`));
+      if (v) verify = v;
+    }
     if (ok) {
-      sets.set(id, {
+      const set: ModelSetConfig = {
         id,
         modelIds: [...(modelIds as string[])],
         rotateEveryMs: rotateEveryMs!,
         overlapMs: overlapMs!,
         enabled: e.enabled !== false,
-      });
+      };
+      if (teamId !== undefined) set.teamId = teamId;
+      if (schedule !== undefined) set.schedule = schedule;
+      if (verify !== undefined) set.verify = verify;
+      sets.set(id, set);
     }
   }
   return sets;
@@ -190,6 +259,70 @@ function parseOidc(value: unknown, bad: (msg: string) => void): OidcConsumerConf
       }
   }
   return ok ? { issuer: o.issuer as string, audience: o.audience as string, subject: o.subject as string, claims } : null;
+}
+
+function formatMs(ms: number): string {
+  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  return `${Math.round(ms / 1000)}s`;
+}
+
+/** `https:`, or `http:` on a loopback host (local runs and tests). */
+export function isHttpsOrLoopback(value: unknown): boolean {
+  let url: URL;
+  try {
+    url = new URL(String(value));
+  } catch {
+    return false;
+  }
+  if (url.protocol === "https:") return true;
+  return url.protocol === "http:" && isLoopback(url.hostname);
+}
+
+export function isLoopback(hostname: string): boolean {
+  return hostname === "localhost" || hostname === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+/** DESIGN §4.8: url (https or loopback http), method, headers, body, expect (never 401/403). */
+function parseVerify(value: unknown, bad: (msg: string) => void): VerifyConfig | null {
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    bad("must be an object {url, method, headers, body, expect}");
+    return null;
+  }
+  const v = value as Record<string, unknown>;
+  let ok = true;
+  const no = (msg: string) => {
+    bad(msg);
+    ok = false;
+  };
+  for (const field of Object.keys(v)) if (!VERIFY_FIELDS.has(field)) no(`unknown field "${field}"`);
+  if (typeof v.url !== "string" || !isHttpsOrLoopback(v.url)) no("url must be an https: URL (http: only on localhost or 127.0.0.1)");
+  const method = v.method === undefined ? "POST" : typeof v.method === "string" ? v.method.toUpperCase() : "";
+  if (!VERIFY_METHODS.has(method)) no(`method must be one of ${[...VERIFY_METHODS].join(", ")}`);
+  const headers: Record<string, string> = {};
+  if (v.headers !== undefined) {
+    if (typeof v.headers !== "object" || v.headers === null || Array.isArray(v.headers)) no("headers must be an object of header names to string values");
+    else
+      for (const [name, val] of Object.entries(v.headers as Record<string, unknown>)) {
+        if (!HEADER_NAME.test(name)) no(`headers: "${name.slice(0, 40)}" is not a header name`);
+        else if (name.toLowerCase() === "authorization") no("headers must not set authorization (the new key is sent as Authorization: Api-Key <key>)");
+        else if (typeof val !== "string" || /[\r\n\0]/.test(val)) no(`headers.${name} must be a string on one line`);
+        else headers[name] = val;
+      }
+  }
+  if (v.body !== undefined && (method === "GET" || method === "HEAD")) no(`body cannot be sent with ${method}`);
+  let expect: number[] | undefined;
+  if (v.expect !== undefined) {
+    if (!Array.isArray(v.expect) || v.expect.length === 0 || !v.expect.every((n) => Number.isInteger(n) && (n as number) >= 100 && (n as number) <= 599)) {
+      no("expect must be a non-empty list of HTTP statuses (100-599)");
+    } else if (v.expect.some((n) => n === 401 || n === 403)) {
+      no("expect must not include 401 or 403: those mean the new key does not work");
+    } else expect = [...new Set(v.expect as number[])];
+  }
+  if (!ok) return null;
+  const out: VerifyConfig = { url: new URL(v.url as string).toString(), method, headers };
+  if (v.body !== undefined) out.body = v.body;
+  if (expect) out.expect = expect;
+  return out;
 }
 
 function parseConsumers(raw: Record<string, unknown>, setIds: Set<string> | null, problems: string[]): ConsumerConfig[] {
@@ -266,12 +399,13 @@ function parseEvents(value: unknown, problems: string[]): EventSubscriber[] {
     } catch {
       /* reported below */
     }
-    if (!url || (url.protocol !== "https:" && url.protocol !== "http:")) {
-      problems.push(`${where}: url must be an http(s) URL`);
+    if (!url || !isHttpsOrLoopback(url)) {
+      problems.push(`${where}: url must be an https: URL (http: only on localhost or 127.0.0.1)`);
       ok = false;
     }
-    if (!isWebhookSecret(e.secret)) {
-      problems.push(`${where}: secret must be whsec_<base64>`);
+    const secretProblem = webhookSecretProblem(e.secret);
+    if (secretProblem) {
+      problems.push(`${where}: secret ${secretProblem}`);
       ok = false;
     }
     const events = e.events ?? [];
@@ -285,14 +419,75 @@ function parseEvents(value: unknown, problems: string[]): EventSubscriber[] {
 }
 
 export function isWebhookSecret(value: unknown): value is string {
-  if (typeof value !== "string" || !value.startsWith("whsec_")) return false;
+  return webhookSecretProblem(value) === null;
+}
+
+/** Null for a usable `whsec_<base64>` of at least 24 bytes, else why not (never the value). */
+export function webhookSecretProblem(value: unknown): string | null {
+  if (typeof value !== "string" || !value.startsWith("whsec_")) return "must be whsec_<base64>";
   const b64 = value.slice(6);
-  if (b64.length === 0 || !/^[A-Za-z0-9+/]+={0,2}$/.test(b64)) return false;
-  try {
-    return atob(b64).length > 0;
-  } catch {
-    return false;
+  const n = /^[A-Za-z0-9+/]+={0,2}$/.test(b64) ? decodedLength(b64) : -1;
+  if (n < 0 || b64.length % 4 === 1) return "must be whsec_<base64>: the part after whsec_ does not decode as base64";
+  if (n < MIN_WEBHOOK_SECRET_BYTES) return `is too weak: ${n} bytes after whsec_, at least ${MIN_WEBHOOK_SECRET_BYTES} needed (e.g. whsec_$(openssl rand -base64 32))`;
+  return null;
+}
+
+/**
+ * A space-separated secret list. Leading and trailing whitespace is ignored (a newline from an
+ * editor); an empty entry inside (two spaces) is a problem. Entries are named by position only.
+ */
+function secretList(name: string, value: string | undefined, problems: string[], max: number, check: (entry: string) => string | null): string[] | null {
+  if (value === undefined || value.trim() === "") return [];
+  const entries = value.trim().split(" ");
+  const before = problems.length;
+  const label = (i: number) => (entries.length === 1 ? name : `${name} (entry ${i + 1} of ${entries.length})`);
+  if (entries.length > max) problems.push(`${name}: ${entries.length} entries, at most ${max} (keep the new value and the one being phased out)`);
+  const seen = new Map<string, number>();
+  entries.forEach((entry, i) => {
+    if (entry === "") return void problems.push(`${name} (entry ${i + 1} of ${entries.length}): empty (two spaces in a row)`);
+    const why = check(entry);
+    if (why) return void problems.push(`${label(i)}: ${why}`);
+    if (seen.has(entry)) return void problems.push(`${label(i)}: the same value as entry ${seen.get(entry)! + 1}`);
+    seen.set(entry, i);
+  });
+  return problems.length === before ? entries : null;
+}
+
+function tokenProblem(entry: string): string | null {
+  if (!TOKEN_CHARS.test(entry)) return "must be printable ASCII without spaces (it is sent as Authorization: Bearer <token>)";
+  if (entry.length < MIN_TOKEN_LENGTH) return `must be at least ${MIN_TOKEN_LENGTH} characters (e.g. openssl rand -hex 32)`;
+  if (entry.length > MAX_TOKEN_LENGTH) return `must be at most ${MAX_TOKEN_LENGTH} characters`;
+  return null;
+}
+
+function encryptionKeyProblem(entry: string): string | null {
+  return /^[A-Za-z0-9+/]+={0,2}$/.test(entry) && decodedLength(entry) === 32 ? null : "must be base64 of exactly 32 bytes";
+}
+
+/** Tokens whose SHA-256 is a consumer's token_sha256 would let that consumer in as an admin. */
+function collidingConsumers(name: string, tokens: string[], hashes: Map<string, string>, problems: string[]): void {
+  tokens.forEach((token, i) => {
+    const consumer = hashes.get(sha256HexSync(token));
+    if (consumer) problems.push(`${tokens.length === 1 ? name : `${name} (entry ${i + 1} of ${tokens.length})`}: is the token of CONSUMERS.${consumer} (its SHA-256 equals that consumer's token_sha256); give each its own token`);
+  });
+}
+
+/**
+ * ADMIN_TOKEN on its own, for /v1/admin/status while the rest of the configuration is invalid:
+ * the tokens when every entry is usable and none is a consumer's token, else none.
+ */
+export function usableAdminTokens(env: Env): string[] {
+  const problems: string[] = [];
+  const tokens = secretList("ADMIN_TOKEN", env.ADMIN_TOKEN, problems, MAX_LIST_ENTRIES, tokenProblem);
+  if (!tokens || problems.length > 0) return [];
+  const raw = parseObjectVar("CONSUMERS", env.CONSUMERS, [], false);
+  const hashes = new Map<string, string>();
+  for (const [name, entry] of Object.entries(raw ?? {})) {
+    const hash = (entry as { token_sha256?: unknown } | null)?.token_sha256;
+    if (typeof hash === "string") hashes.set(hash.toLowerCase(), name);
   }
+  collidingConsumers("ADMIN_TOKEN", tokens, hashes, problems);
+  return problems.length === 0 ? tokens : [];
 }
 
 function decodedLength(b64: string): number {
@@ -318,15 +513,17 @@ export function parseConfig(env: Env): ConfigResult {
   const problems: string[] = [];
 
   const apiBase = (env.BASETEN_API_BASE || "https://api.baseten.co").replace(/\/+$/, "");
+  let apiUrl: URL | null = null;
   try {
-    const u = new URL(apiBase);
-    if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error();
+    apiUrl = new URL(apiBase);
   } catch {
-    problems.push("BASETEN_API_BASE: must be an http(s) URL");
+    /* reported below */
   }
+  if (!apiUrl || (apiUrl.protocol !== "https:" && apiUrl.protocol !== "http:")) problems.push("BASETEN_API_BASE: must be an http(s) URL");
+  else if (!isHttpsOrLoopback(apiUrl)) problems.push("BASETEN_API_BASE: must be https: (http: would send the management key in clear text; allowed only on localhost or 127.0.0.1)");
   const teamId = typeof env.BASETEN_TEAM_ID === "string" ? env.BASETEN_TEAM_ID.trim() : "";
   if (!teamId) problems.push("BASETEN_TEAM_ID: missing");
-  else if (!/^[A-Za-z0-9_-]{1,64}$/.test(teamId)) problems.push("BASETEN_TEAM_ID: must be letters, digits, - or _");
+  else if (!TEAM_ID.test(teamId)) problems.push("BASETEN_TEAM_ID: must be letters, digits, - or _");
 
   const rawSets = parseObjectVar("MODEL_SETS", env.MODEL_SETS, problems, true);
   const sets = rawSets ? parseSets(rawSets, problems) : new Map<string, ModelSetConfig>();
@@ -342,11 +539,21 @@ export function parseConfig(env: Env): ConfigResult {
   else if (/\s/.test(basetenApiKey)) problems.push("BASETEN_API_KEY: contains whitespace");
   const encryptionKey = env.ENCRYPTION_KEY ?? "";
   if (!encryptionKey) problems.push("ENCRYPTION_KEY: missing secret (base64 of 32 random bytes)");
-  else if (decodedLength(encryptionKey) !== 32) problems.push("ENCRYPTION_KEY: must be base64 of exactly 32 bytes");
-  const webhookSecret = env.WEBHOOK_SECRET || null;
-  if (webhookSecret !== null && !isWebhookSecret(webhookSecret)) problems.push("WEBHOOK_SECRET: must be whsec_<base64>");
-  const adminToken = env.ADMIN_TOKEN || null;
-  if (adminToken !== null && adminToken.length < 16) problems.push("ADMIN_TOKEN: must be at least 16 characters");
+  else if (encryptionKeyProblem(encryptionKey)) problems.push("ENCRYPTION_KEY: must be base64 of exactly 32 bytes");
+  const previousKeys = secretList("ENCRYPTION_KEY_PREVIOUS", env.ENCRYPTION_KEY_PREVIOUS, problems, MAX_PREVIOUS_KEYS, encryptionKeyProblem);
+  if (previousKeys && encryptionKey && !encryptionKeyProblem(encryptionKey)) {
+    const primaryId = keyId(encryptionKey);
+    previousKeys.forEach((k, i) => {
+      if (keyId(k) === primaryId) problems.push(`ENCRYPTION_KEY_PREVIOUS${previousKeys.length === 1 ? "" : ` (entry ${i + 1} of ${previousKeys.length})`}: the same key as ENCRYPTION_KEY (key id ${primaryId})`);
+    });
+  }
+  const webhookSecrets = secretList("WEBHOOK_SECRET", env.WEBHOOK_SECRET, problems, MAX_LIST_ENTRIES, webhookSecretProblem);
+  const adminTokens = secretList("ADMIN_TOKEN", env.ADMIN_TOKEN, problems, MAX_LIST_ENTRIES, tokenProblem);
+  const metricsTokens = secretList("METRICS_TOKEN", env.METRICS_TOKEN, problems, MAX_LIST_ENTRIES, tokenProblem);
+  const consumerHashes = new Map<string, string>();
+  for (const c of consumers) if (c.tokenSha256) consumerHashes.set(c.tokenSha256, c.name);
+  if (adminTokens) collidingConsumers("ADMIN_TOKEN", adminTokens, consumerHashes, problems);
+  if (metricsTokens) collidingConsumers("METRICS_TOKEN", metricsTokens, consumerHashes, problems);
 
   const timeoutMs = intVar("BASETEN_TIMEOUT_MS", env.BASETEN_TIMEOUT_MS, 10_000, 50, 30_000, problems);
   const maxAttempts = intVar("BASETEN_MAX_ATTEMPTS", env.BASETEN_MAX_ATTEMPTS, 3, 1, 5, problems);
@@ -357,7 +564,23 @@ export function parseConfig(env: Env): ConfigResult {
   if (problems.length > 0) return { ok: false, problems };
   return {
     ok: true,
-    config: { apiBase, teamId, sets, consumers, basetenApiKey, encryptionKey, webhookSecret, adminToken, events, timeoutMs, maxAttempts, concurrency, inlineBudget },
+    config: {
+      apiBase,
+      teamId,
+      sets,
+      consumers,
+      basetenApiKey,
+      keyring: createKeyring(encryptionKey, previousKeys ?? []),
+      webhookSecrets: webhookSecrets ?? [],
+      adminTokens: adminTokens ?? [],
+      metricsToken: metricsTokens?.[0] ?? null,
+      metricsTokens: metricsTokens ?? [],
+      events,
+      timeoutMs,
+      maxAttempts,
+      concurrency,
+      inlineBudget,
+    },
   };
 }
 

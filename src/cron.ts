@@ -12,6 +12,7 @@ import { LEASE_MS, RUN_BUDGET_MS, type SetConfig, plan } from "./rotation/policy
 import type { Config } from "./config.ts";
 import { TICK_MS } from "./document.ts";
 import type { RotationMessage } from "./env.ts";
+import { resealBatch } from "./reseal.ts";
 
 /** KV's list may lag a write by up to a minute: a disagreement younger than this is not a regression. */
 const CACHE_SETTLE_MS = 120_000;
@@ -88,6 +89,8 @@ export async function tick(engine: Engine, queue?: Queue<RotationMessage>): Prom
   });
   // Leftovers first: keys at Baseten under names D1 has written off.
   await sweep(engine, now + RUN_BUDGET_MS, rows).catch((err) => log("warn", "sweep.failed", { error: errorText(err) }));
+  // Re-seal a bounded batch of stored keys sealed under another ENCRYPTION_KEY (src/reseal.ts), on every tick, fan-out or not.
+  await resealBatch(engine.db, engine.kv, engine.config.keyring, undefined, now, engine.clock).catch((err) => log("warn", "reseal.failed", { error: errorText(err) }));
 
   const planned = planTick(engine.config, rows, sets, listed, now, tickMs);
   if (queue && planned.length > engine.config.inlineBudget) {

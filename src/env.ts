@@ -21,9 +21,12 @@ export interface Env {
 
   BASETEN_API_KEY?: string;
   ENCRYPTION_KEY?: string;
+  /** Older AES keys (space-separated base64), opening only, while everything is re-sealed (§4.9). */
+  ENCRYPTION_KEY_PREVIOUS?: string;
+  /** Space-separated lists: any listed value verifies / admits (changed without downtime). */
   WEBHOOK_SECRET?: string;
   ADMIN_TOKEN?: string;
-  /** Optional: admits GET /metrics only. */
+  /** Optional (a list): admits GET /metrics only. */
   METRICS_TOKEN?: string;
 }
 

@@ -42,6 +42,8 @@ export interface SetRow {
   model_set: string;
   cached_generation: number | null;
   cached_at: number | null;
+  /** When a new key of the set last failed verification (DESIGN §4.8): scheduled mints back off from then. */
+  verify_failed_at?: number | null;
 }
 
 /** Everything the policy needs about one set, read under its lease in one round trip. */
@@ -109,7 +111,7 @@ export async function acquire(db: D1Database, set: string, holder: string, now: 
          WHERE sets.lease_holder IS NULL OR sets.lease_expires_at <= ?4`,
       )
       .bind(set, holder, now + leaseMs, now),
-    db.prepare("SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at FROM sets WHERE model_set = ?1").bind(set),
+    db.prepare("SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at, verify_failed_at FROM sets WHERE model_set = ?1").bind(set),
     pending
       ? db.prepare(INSERT_PENDING).bind(set, holder, pending.suffix, JSON.stringify(pending.modelIds), pending.overlapMs, now)
       : db.prepare("SELECT 1 WHERE 0"),
@@ -135,7 +137,7 @@ export async function acquire(db: D1Database, set: string, holder: string, now: 
       set,
       // This run's own pending is not part of the set's state the policy looks at: it is the mint's.
       rows,
-      cache: { model_set: set, cached_generation: lease.cached_generation, cached_at: lease.cached_at },
+      cache: { model_set: set, cached_generation: lease.cached_generation, cached_at: lease.cached_at, verify_failed_at: lease.verify_failed_at ?? null },
       maxGeneration: Math.max(0, (results[4]!.results[0] as { g: number }).g - (own ? 1 : 0)),
       onDemandMints: onDemand ? (results[5]!.results as { at: number }[]).map((r) => r.at) : [],
     },
@@ -295,6 +297,8 @@ export interface Finish {
   /** How the run ended; null leaves the last recorded run as it was (a rejected request). */
   run: RunRecord | null;
   trigger: string;
+  /** This run's new key failed verification at this time (the scheduled mints' back-off); null keeps what is recorded. */
+  verifyFailedAt?: number | null;
 }
 
 export interface RunRecord {
@@ -335,11 +339,12 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
         `UPDATE sets SET lease_holder = NULL, lease_expires_at = 0,
            last_trigger = CASE WHEN ?6 IS NULL THEN last_trigger ELSE ?3 END, last_outcome = CASE WHEN ?6 IS NULL THEN last_outcome ELSE ?4 END,
            last_error = CASE WHEN ?6 IS NULL THEN last_error ELSE ?5 END, last_run_at = COALESCE(?6, last_run_at),
-           cached_generation = CASE WHEN ?7 IS NULL THEN cached_generation ELSE ?7 END, cached_at = CASE WHEN ?7 IS NULL THEN cached_at ELSE ?8 END
+           cached_generation = CASE WHEN ?7 IS NULL THEN cached_generation ELSE ?7 END, cached_at = CASE WHEN ?7 IS NULL THEN cached_at ELSE ?8 END,
+           verify_failed_at = COALESCE(?9, verify_failed_at)
          WHERE model_set = ?1 AND lease_holder = ?2`,
       )
       // A dropped entry is recorded as generation 0 (KV holds none): a current key then counts as behind.
-      .bind(f.set, f.holder, f.run?.trigger ?? null, f.run?.outcome ?? null, f.run?.error ?? null, f.run?.at ?? null, f.cached ? (f.cached.dropped ? 0 : f.cached.generation) : null, f.cached?.at ?? null),
+      .bind(f.set, f.holder, f.run?.trigger ?? null, f.run?.outcome ?? null, f.run?.error ?? null, f.run?.at ?? null, f.cached ? (f.cached.dropped ? 0 : f.cached.generation) : null, f.cached?.at ?? null, f.verifyFailedAt ?? null),
   );
   if (f.recheck) statements.push(db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(f.set));
   const results = await db.batch(statements);
@@ -408,7 +413,7 @@ export async function tickSnapshot(db: D1Database, now: number): Promise<{ rows:
     db.prepare("SELECT value FROM meta WHERE name = 'last_tick_at'"),
     db.prepare("INSERT INTO meta (name, value) VALUES ('last_tick_at', ?1) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)").bind(now),
     db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE state IN ('pending', 'current', 'previous')`),
-    db.prepare("SELECT model_set, cached_generation, cached_at FROM sets"),
+    db.prepare("SELECT model_set, cached_generation, cached_at, verify_failed_at FROM sets"),
   ]);
   return { rows: decodeAll<KeyRow>(rows!.results), sets: sets!.results as unknown as SetRow[], previousTickAt: (previous!.results[0] as { value: number } | undefined)?.value ?? null };
 }

@@ -16,8 +16,9 @@
  * D1: one batch (one round trip) of seven statements and, alongside it, the two reads of
  * `consumerStatus` (src/identity/tracking.ts); plus one KV list pass for `encryption`.
  */
-import { cachedGenerations } from "./cache.ts";
 import type { Config } from "./config.ts";
+import { type ManagementKeyStatus, managementKeyStatus } from "./management-key.ts";
+import { type EncryptionStatus, encryptionStatus } from "./reseal.ts";
 import { type RequestContext, NO_STORE, json } from "./http.ts";
 import { type DeliveryRow, type KeyRow, type SetStatusRow, decode, engineStatus } from "./ledger.ts";
 import { consumerStatus } from "./identity/tracking.ts";
@@ -76,7 +77,8 @@ export interface Status {
   sets: SetStatus[];
   config_problems: string[];
   engine: { last_tick_at: string | null; stalled: boolean };
-  encryption: { primary: string; sealed_by: Record<string, number> } | null;
+  encryption: EncryptionStatus | null;
+  management_key: ManagementKeyStatus;
   consumers: ConsumerStatus[];
   event_failures: {
     subscriber: string;
@@ -112,7 +114,11 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
   consumers.catch(() => {}); // awaited below; no unhandled rejection if the batch fails first
   const engine = engineStatus(db, now);
   engine.catch(() => {}); // awaited below
-  const [live, runs, failures, history, failedRuns, sealed] = await db.batch([
+  const encryption = config ? encryptionStatus(db, kv, config.keyring) : Promise.resolve(null);
+  encryption.catch(() => {}); // awaited below
+  const managementKey = managementKeyStatus(db);
+  managementKey.catch(() => {}); // awaited below
+  const [live, runs, failures, history, failedRuns] = await db.batch([
     db.prepare("SELECT model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at FROM keys WHERE state IN ('pending', 'current', 'previous')"),
     db.prepare("SELECT model_set, last_trigger, last_outcome, last_error, last_run_at FROM sets ORDER BY model_set"),
     db.prepare("SELECT * FROM event_deliveries WHERE failed_at IS NOT NULL ORDER BY failed_at DESC"),
@@ -125,7 +131,6 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
       )
       .bind(now - HISTORY_MS, HISTORY_PER_SET),
     db.prepare("SELECT model_set, trigger, reason, at FROM audit WHERE action = 'failed' AND at >= ?1 ORDER BY at DESC LIMIT 500").bind(now - FAILURES_MS),
-    db.prepare("SELECT COUNT(*) AS n FROM keys WHERE ciphertext IS NOT NULL"),
   ]);
   const rows = live!.results.map((r) => decode<KeyRow>(r));
   const runBySet = new Map((runs!.results as unknown as SetStatusRow[]).map((r) => [r.model_set, r]));
@@ -142,8 +147,7 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
       model_set: id,
       configured: config ? cfg !== undefined : null,
       enabled: config ? cfg?.enabled === true : null,
-      // TODO(lead): `cfg.teamId` is typed once the secrets branch is in.
-      team_id: cfg ? ((cfg as { teamId?: string }).teamId ?? config!.teamId) : null,
+      team_id: cfg ? (cfg.teamId ?? config!.teamId) : null,
       model_ids: cfg?.modelIds ?? current?.model_ids ?? [],
       generation: current?.generation ?? null,
       prefix: current?.prefix ?? null,
@@ -174,7 +178,8 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
     sets,
     config_problems: configProblems,
     engine: await engine,
-    encryption: config ? await encryptionStatus(config, kv, (sealed!.results[0] as { n: number }).n) : null,
+    encryption: await encryption,
+    management_key: await managementKey,
     consumers: await consumers,
     event_failures: (failures!.results as unknown as DeliveryRow[]).map((f) => ({
       subscriber: f.origin,
@@ -200,24 +205,4 @@ function groupBy<T extends { model_set: string }>(rows: T[]): Map<string, T[]> {
   return out;
 }
 
-/** First 8 hex digits of the SHA-256 of the raw AES key (DESIGN §3). */
-export async function keyId(keyB64: string): Promise<string> {
-  const raw = Uint8Array.from(atob(keyB64), (ch) => ch.charCodeAt(0));
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", raw));
-  return [...digest.slice(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/**
- * TODO(lead): `encryptionStatus(...)` from the secrets branch (per-key counts read from the sealed
- * strings). Until then everything is sealed under the one ENCRYPTION_KEY: its count is the D1 rows
- * holding a ciphertext plus the KV entries.
- */
-async function encryptionStatus(config: Config, kv: KVNamespace, d1Sealed: number): Promise<Status["encryption"]> {
-  const primary = await keyId(config.encryptionKey);
-  const kvSealed = await cachedGenerations(kv)
-    .then((m) => m.size)
-    .catch(() => 0);
-  const n = d1Sealed + kvSealed;
-  return { primary, sealed_by: n > 0 ? { [primary]: n } : {} };
-}
 

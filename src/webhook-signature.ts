@@ -22,7 +22,8 @@ const MAX_ENTRIES = 16;
 
 export type Verification = { ok: true; id: string; timestamp: number } | { ok: false; reason: string };
 
-export async function verifyWebhook(secret: string, headers: Headers, body: Uint8Array, nowMs: number): Promise<Verification> {
+/** `secrets`: every configured WEBHOOK_SECRET; a signature by any one of them verifies. */
+export async function verifyWebhook(secrets: string | readonly string[], headers: Headers, body: Uint8Array, nowMs: number): Promise<Verification> {
   const id = headers.get("webhook-id");
   const ts = headers.get("webhook-timestamp");
   const sig = headers.get("webhook-signature");
@@ -40,10 +41,10 @@ export async function verifyWebhook(secret: string, headers: Headers, body: Uint
   const candidates = entries.filter((e) => ENTRY_RE.test(e));
   if (candidates.length === 0) return { ok: false, reason: "malformed webhook-signature header: expected one or more 'v1,<base64>' entries" };
 
-  const expected = await signWebhook(secret, id, timestamp, body);
+  const expected = await Promise.all((typeof secrets === "string" ? [secrets] : secrets).map((s) => signWebhook(s, id, timestamp, body)));
   let match = false;
-  // No early exit: every entry is compared, so timing says nothing about which one matched.
-  for (const c of candidates) if (timingSafeEqual(c, expected)) match = true;
+  // No early exit: every entry is compared with every secret, so timing says nothing about which matched.
+  for (const c of candidates) for (const e of expected) if (timingSafeEqual(c, e)) match = true;
   if (!match) return { ok: false, reason: "no matching signature in webhook-signature" };
   return { ok: true, id, timestamp };
 }

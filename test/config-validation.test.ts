@@ -24,7 +24,7 @@ function baseEnv(): Record<string, unknown> {
     BASETEN_API_KEY: "mgmt-key-value-0123456789",
     ENCRYPTION_KEY: randomB64(32),
     WEBHOOK_SECRET: `whsec_${randomB64(24)}`,
-    ADMIN_TOKEN: "admin-token-0123456789abcdef",
+    ADMIN_TOKEN: "admin-token-0123456789abcdef-0123456789",
   };
 }
 
@@ -40,6 +40,7 @@ const withoutField = (field: string) => {
   return sets({ chat: copy });
 };
 
+const ADMIN_SHORT = "ADMIN_TOKEN: must be at least 32 characters (e.g. openssl rand -hex 32)";
 const ROTATE_BAD = 'MODEL_SETS.chat: rotate_every must be a duration like "24h", "7d", "15m", "90s" or whole seconds';
 const OVERLAP_BAD = 'MODEL_SETS.chat: overlap must be a duration like "1h", "2m" or whole seconds';
 const BAD_HASH = "CONSUMERS.billing: token_sha256 must be the lowercase hex SHA-256 of the token (64 characters)";
@@ -121,7 +122,7 @@ describe("parseConfig: each problem is named exactly", () => {
     ["ENCRYPTION_KEY of 16 bytes", { ENCRYPTION_KEY: randomB64(16) }, ["ENCRYPTION_KEY: must be base64 of exactly 32 bytes"]],
     ["ENCRYPTION_KEY not base64", { ENCRYPTION_KEY: "not base64 at all!" }, ["ENCRYPTION_KEY: must be base64 of exactly 32 bytes"]],
     ["WEBHOOK_SECRET without whsec_", { WEBHOOK_SECRET: randomB64(24) }, ["WEBHOOK_SECRET: must be whsec_<base64>"]],
-    ["ADMIN_TOKEN too short", { ADMIN_TOKEN: "short-token" }, ["ADMIN_TOKEN: must be at least 16 characters"]],
+    ["ADMIN_TOKEN too short", { ADMIN_TOKEN: "short-token" }, [ADMIN_SHORT]],
     ["BASETEN_CONCURRENCY above 6", { BASETEN_CONCURRENCY: "7" }, ["BASETEN_CONCURRENCY: must be a whole number from 1 to 6"]],
     [
       "timeout x attempts over 60 s",
@@ -151,7 +152,7 @@ describe("parseConfig: each problem is named exactly", () => {
 
   it("WEBHOOK_SECRET and ADMIN_TOKEN are optional", () => {
     const result = parseConfig({ ...baseEnv(), WEBHOOK_SECRET: undefined, ADMIN_TOKEN: "" } as unknown as Env);
-    expect(result.ok && result.config.webhookSecret === null && result.config.adminToken === null).toBe(true);
+    expect(result.ok && result.config.webhookSecrets.length === 0 && result.config.adminTokens.length === 0).toBe(true);
   });
 
   it("tuning knobs default to 10000 ms, 3 attempts, concurrency 6, inline budget 20", () => {
@@ -188,7 +189,7 @@ describe("parseConfig: each problem is named exactly", () => {
       "BASETEN_API_KEY: contains whitespace",
       "ENCRYPTION_KEY: must be base64 of exactly 32 bytes",
       "WEBHOOK_SECRET: must be whsec_<base64>",
-      "ADMIN_TOKEN: must be at least 16 characters",
+      ADMIN_SHORT,
     ]);
     const text = problems.join("\n");
     for (const value of Object.values(secrets)) {
@@ -205,7 +206,7 @@ describe("an invalid configuration is never half-applied", () => {
   const expectedProblems = [
     "MODEL_SETS.demo: overlap must be at least 2m (KV serves stale values for up to 60 s and consumers need time to refetch)",
     "MODEL_SETS.other: model_ids must be a non-empty array of model ids",
-    "ADMIN_TOKEN: must be at least 16 characters",
+    ADMIN_SHORT,
   ];
 
   it("/healthz answers 503 listing every problem; /v1/keys/* answer 503 config_invalid; no secret in any answer", async () => {
@@ -280,7 +281,7 @@ describe("npm run check (dev/config-report.ts)", () => {
 
   it("checks the secrets it is given, without echoing them", () => {
     const report = checkConfiguration({ vars, ...deployable, secrets: { BASETEN_API_KEY: "mgmt-key", ENCRYPTION_KEY: "c2hvcnQ=", ADMIN_TOKEN: "shortAdm1n" } });
-    expect(report.problems).toEqual(["ENCRYPTION_KEY: must be base64 of exactly 32 bytes", "ADMIN_TOKEN: must be at least 16 characters"]);
+    expect(report.problems).toEqual(["ENCRYPTION_KEY: must be base64 of exactly 32 bytes", ADMIN_SHORT]);
     expect(report.unchecked).toEqual(["WEBHOOK_SECRET"]);
     expect(report.problems.join()).not.toMatch(/c2hvcnQ|shortAdm1n/);
   });
@@ -307,5 +308,143 @@ describe("npm run check (dev/config-report.ts)", () => {
   it("--local skips the deployment-only checks", () => {
     const report = checkConfiguration({ vars: { ...vars, BASETEN_API_BASE: "http://127.0.0.1:8788" }, deployment: false });
     expect(report.problems).toEqual([]);
+  });
+});
+
+// --- Issue #11: the rotator's own secrets and reach -----------------------------------------
+describe("secrets, verify, team_id and schedule: every bad input is a named problem", () => {
+  const KEY_A = randomB64(32);
+  const KEY_B = randomB64(32);
+  const TOKEN = "adm_0123456789abcdef0123456789abcdef";
+  const VERIFY = { url: "https://model-abcd1234.api.baseten.co/production/predict", body: { prompt: "ping" } };
+  const TOKEN_HASH_OF = async (t: string) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(t)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+
+  const cases: [string, Record<string, unknown>, string[]][] = [
+    ["a previous key of 16 bytes", { ENCRYPTION_KEY_PREVIOUS: randomB64(16) }, ["ENCRYPTION_KEY_PREVIOUS: must be base64 of exactly 32 bytes"]],
+    ["a previous key that is not base64", { ENCRYPTION_KEY_PREVIOUS: `${KEY_A} not*base64` }, ["ENCRYPTION_KEY_PREVIOUS (entry 2 of 2): must be base64 of exactly 32 bytes"]],
+    ["the same previous key listed twice", { ENCRYPTION_KEY_PREVIOUS: `${KEY_A} ${KEY_B} ${KEY_A}` }, ["ENCRYPTION_KEY_PREVIOUS (entry 3 of 3): the same value as entry 1"]],
+    ["more than 8 previous keys", { ENCRYPTION_KEY_PREVIOUS: Array.from({ length: 9 }, () => randomB64(32)).join(" ") }, ["ENCRYPTION_KEY_PREVIOUS: 9 entries, at most 8 (keep the new value and the one being phased out)"]],
+    ["an empty entry (two spaces)", { ENCRYPTION_KEY_PREVIOUS: `${KEY_A}  ${KEY_B}` }, ["ENCRYPTION_KEY_PREVIOUS (entry 2 of 3): empty (two spaces in a row)"]],
+    ["a whsec_ secret that does not decode", { WEBHOOK_SECRET: "whsec_AAAAA" }, ["WEBHOOK_SECRET: must be whsec_<base64>: the part after whsec_ does not decode as base64"]],
+    ["a whsec_ secret of one byte", { WEBHOOK_SECRET: "whsec_AA==" }, ["WEBHOOK_SECRET: is too weak: 1 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"]],
+    ["a whsec_ secret of 23 bytes in a list", { WEBHOOK_SECRET: `whsec_${randomB64(24)} whsec_${randomB64(23)}` }, ["WEBHOOK_SECRET (entry 2 of 2): is too weak: 23 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"]],
+    ["an empty WEBHOOK_SECRET entry", { WEBHOOK_SECRET: `whsec_${randomB64(24)}  whsec_${randomB64(24)}` }, ["WEBHOOK_SECRET (entry 2 of 3): empty (two spaces in a row)"]],
+    ["an ADMIN_TOKEN of 16 a's", { ADMIN_TOKEN: "aaaaaaaaaaaaaaaa" }, [ADMIN_SHORT]],
+    ["an ADMIN_TOKEN with a non-ASCII character", { ADMIN_TOKEN: `${TOKEN}é` }, ["ADMIN_TOKEN: must be printable ASCII without spaces (it is sent as Authorization: Bearer <token>)"]],
+    ["an ADMIN_TOKEN list with a short second token", { ADMIN_TOKEN: `${TOKEN} short` }, ["ADMIN_TOKEN (entry 2 of 2): must be at least 32 characters (e.g. openssl rand -hex 32)"]],
+    ["an ADMIN_TOKEN listed twice", { ADMIN_TOKEN: `${TOKEN} ${TOKEN}` }, ["ADMIN_TOKEN (entry 2 of 2): the same value as entry 1"]],
+    ["a METRICS_TOKEN under 32 characters", { METRICS_TOKEN: "metrics-token" }, ["METRICS_TOKEN: must be at least 32 characters (e.g. openssl rand -hex 32)"]],
+    ["an http: BASETEN_API_BASE", { BASETEN_API_BASE: "http://api.baseten.co" }, ["BASETEN_API_BASE: must be https: (http: would send the management key in clear text; allowed only on localhost or 127.0.0.1)"]],
+    [
+      "an http: event URL",
+      { EVENT_WEBHOOKS: JSON.stringify([{ url: "http://hooks.example.com/x", secret: `whsec_${randomB64(24)}` }]) },
+      ["EVENT_WEBHOOKS[0]: url must be an https: URL (http: only on localhost or 127.0.0.1)"],
+    ],
+    ["an event secret of 8 bytes", { EVENT_WEBHOOKS: JSON.stringify([{ url: "https://hooks.example.com/x", secret: `whsec_${randomB64(8)}` }]) }, ["EVENT_WEBHOOKS[0]: secret is too weak: 8 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"]],
+    ["a verify URL on http: (not loopback)", { MODEL_SETS: chatWith({ verify: { url: "http://example.com/predict" } }) }, ["MODEL_SETS.chat: verify.url must be an https: URL (http: only on localhost or 127.0.0.1)"]],
+    ["a verify.expect with 401", { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: [200, 401] } }) }, ["MODEL_SETS.chat: verify.expect must not include 401 or 403: those mean the new key does not work"]],
+    ["a verify.expect with 403", { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: [403] } }) }, ["MODEL_SETS.chat: verify.expect must not include 401 or 403: those mean the new key does not work"]],
+    ["a verify.expect that is not statuses", { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: ["200"] } }) }, ["MODEL_SETS.chat: verify.expect must be a non-empty list of HTTP statuses (100-599)"]],
+    ["a verify with an unknown field", { MODEL_SETS: chatWith({ verify: { ...VERIFY, timeout: 5 } }) }, ['MODEL_SETS.chat: verify.unknown field "timeout"']],
+    ["a verify that sets authorization", { MODEL_SETS: chatWith({ verify: { ...VERIFY, headers: { Authorization: "x" } } }) }, ["MODEL_SETS.chat: verify.headers must not set authorization (the new key is sent as Authorization: Api-Key <key>)"]],
+    ["a verify GET with a body", { MODEL_SETS: chatWith({ verify: { ...VERIFY, method: "GET" } }) }, ["MODEL_SETS.chat: verify.body cannot be sent with GET"]],
+    ["a team_id with a slash", { MODEL_SETS: chatWith({ team_id: "team/../admin" }) }, ["MODEL_SETS.chat: team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)"]],
+    ["a team_id with a space", { MODEL_SETS: chatWith({ team_id: "my team" }) }, ["MODEL_SETS.chat: team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)"]],
+    ["both rotate_every and schedule", { MODEL_SETS: chatWith({ schedule: "0 10 * * TUE" }) }, ["MODEL_SETS.chat: has both rotate_every and schedule: use exactly one"]],
+    [
+      "a schedule with 6 fields",
+      { MODEL_SETS: sets({ chat: { model_ids: ["abcd1234"], schedule: "0 0 10 * * TUE", overlap: "1h" } }) },
+      ['MODEL_SETS.chat: schedule must have exactly 5 fields (minute hour day-of-month month day-of-week, UTC); "0 0 10 * * TUE" has 6'],
+    ],
+    [
+      "a schedule on 31 February",
+      { MODEL_SETS: sets({ chat: { model_ids: ["abcd1234"], schedule: "0 0 31 2 *", overlap: "1h" } }) },
+      ['MODEL_SETS.chat: schedule "0 0 31 2 *" never happens (an impossible date, like 31 February)'],
+    ],
+    [
+      "a schedule that does not parse",
+      { MODEL_SETS: sets({ chat: { model_ids: ["abcd1234"], schedule: "61 * * * *", overlap: "1h" } }) },
+      ["MODEL_SETS.chat: schedule is not a valid cron expression: Invalid value for minute: 61"],
+    ],
+    [
+      "an overlap not shorter than the shortest gap of the schedule",
+      { MODEL_SETS: sets({ chat: { model_ids: ["abcd1234"], schedule: "0 10 * * TUE,WED", overlap: "1d" } }) },
+      ["MODEL_SETS.chat: overlap must be shorter than the shortest gap between two schedule times (1d)"],
+    ],
+  ];
+
+  it.each(cases)("%s", (_name, overrides, expected) => {
+    expect(problemsOf(overrides)).toEqual(expected);
+  });
+
+  it("an ADMIN_TOKEN (or METRICS_TOKEN) that is a consumer's token is refused, naming the consumer", async () => {
+    const consumers = sets({ billing: { token_sha256: await TOKEN_HASH_OF(TOKEN), model_sets: ["chat"] } });
+    expect(problemsOf({ CONSUMERS: consumers, ADMIN_TOKEN: `adm_${"x".repeat(40)} ${TOKEN}` })).toEqual([
+      "ADMIN_TOKEN (entry 2 of 2): is the token of CONSUMERS.billing (its SHA-256 equals that consumer's token_sha256); give each its own token",
+    ]);
+    expect(problemsOf({ CONSUMERS: consumers, METRICS_TOKEN: TOKEN })).toEqual([
+      "METRICS_TOKEN: is the token of CONSUMERS.billing (its SHA-256 equals that consumer's token_sha256); give each its own token",
+    ]);
+  });
+
+  it("the previous key equal to ENCRYPTION_KEY is refused, by key id only", () => {
+    const problems = problemsOf({ ENCRYPTION_KEY: KEY_A, ENCRYPTION_KEY_PREVIOUS: KEY_A });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^ENCRYPTION_KEY_PREVIOUS: the same key as ENCRYPTION_KEY \(key id [0-9a-f]{8}\)$/);
+    expect(problems[0]).not.toContain(KEY_A);
+  });
+
+  it("good values parse into lists, the keyring (ids only), team, schedule and verify", () => {
+    const result = parseConfig({
+      ...baseEnv(),
+      ENCRYPTION_KEY: KEY_A,
+      ENCRYPTION_KEY_PREVIOUS: ` ${KEY_B}\n`,
+      WEBHOOK_SECRET: `whsec_${randomB64(24)} whsec_${randomB64(32)}`,
+      ADMIN_TOKEN: `${TOKEN} adm_${"y".repeat(40)}`,
+      METRICS_TOKEN: `met_${"z".repeat(40)}`,
+      BASETEN_API_BASE: "http://127.0.0.1:8788",
+      MODEL_SETS: sets({
+        chat: { ...GOOD_SET, team_id: "team-enterprise_2", verify: { url: "http://localhost:9000/model/abcd1234/predict", method: "post", body: "{}", expect: [200, 422] } },
+        weekly: { model_ids: ["abcd1234"], schedule: "0 10 * * TUE", overlap: "2h" },
+      }),
+    } as unknown as Env);
+    if (!result.ok) throw new Error(result.problems.join("; "));
+    const c = result.config;
+    expect(c.webhookSecrets).toHaveLength(2);
+    expect(c.adminTokens).toEqual([TOKEN, `adm_${"y".repeat(40)}`]);
+    expect(c.metricsToken).toBe(`met_${"z".repeat(40)}`);
+    expect(c.keyring.ids).toHaveLength(2);
+    expect(c.keyring.primaryId).toMatch(/^[0-9a-f]{8}$/);
+    // The keyring shows key ids and nothing else.
+    const shown = JSON.stringify(c.keyring);
+    expect(shown).not.toContain(KEY_A);
+    expect(shown).not.toContain(KEY_B);
+    expect(c.sets.get("chat")).toMatchObject({ teamId: "team-enterprise_2", verify: { url: "http://localhost:9000/model/abcd1234/predict", method: "POST", body: "{}", expect: [200, 422], headers: {} } });
+    expect(c.sets.get("weekly")).toMatchObject({ schedule: "0 10 * * TUE", rotateEveryMs: 7 * 86_400_000, overlapMs: 7_200_000 });
+    expect(c.sets.get("weekly")!.teamId).toBeUndefined();
+  });
+
+  it("a bad input means /healthz 503 naming it, 503 config_invalid elsewhere, and nothing rotated", async () => {
+    const w = await makeWorld({ vars: { WEBHOOK_SECRET: "whsec_AA==", MODEL_SETS: sets({ demo: { model_ids: ["abcd1234"], schedule: "0 0 31 2 *", overlap: "1h" }, other: GOOD_SET }) } });
+    const health = await w.request("/healthz");
+    expect(health.status).toBe(503);
+    expect(((await health.json()) as { problems: string[] }).problems).toEqual([
+      'MODEL_SETS.demo: schedule "0 0 31 2 *" never happens (an impossible date, like 31 February)',
+      "WEBHOOK_SECRET: is too weak: 1 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))",
+    ]);
+    expect((await w.getKey("other", "other-svc")).status).toBe(503);
+    const ctx = createExecutionContext();
+    await worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), w.env, ctx);
+    await waitOnExecutionContext(ctx);
+    expect((await w.fake.calls()).calls).toEqual([]);
+  });
+
+  it("npm run check refuses a bad schedule offline, naming the set and field", () => {
+    const report = checkConfiguration({
+      vars: { BASETEN_TEAM_ID: "team-1", MODEL_SETS: { chat: { model_ids: ["abcd1234"], schedule: "0 0 0 10 * TUE", overlap: "1h" } }, CONSUMERS: "{}" },
+      deployment: false,
+    });
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual(['MODEL_SETS.chat: schedule must have exactly 5 fields (minute hour day-of-month month day-of-week, UTC); "0 0 0 10 * TUE" has 6']);
   });
 });

@@ -2,7 +2,7 @@
  * Keys at rest: after mints, a scheduled rotation, an early rotation and a revocation, no issued
  * key is readable anywhere in D1 (every row of every table) or KV (every value and its metadata),
  * neither in plaintext nor base64; every ciphertext has its own IV; and a deployment holding the
- * wrong ENCRYPTION_KEY fails closed (500, no key material) instead of serving garbage.
+ * wrong ENCRYPTION_KEY fails closed (503 undecryptable_keys, no key material) instead of serving garbage.
  */
 import { createExecutionContext, env, waitOnExecutionContext } from "cloudflare:test";
 import { afterEach, describe, expect, it, vi } from "vitest";
@@ -96,7 +96,9 @@ describe("encryption at rest", () => {
     // Every stored ciphertext has its own 96-bit IV.
     const { results } = await env.DB.prepare("SELECT generation, ciphertext FROM keys WHERE model_set = 'demo' ORDER BY generation").all<{ generation: number; ciphertext: string }>();
     expect(results.map((r) => r.generation)).toEqual([1, 2, 3]);
-    const ivs = results.map((r) => [...fromBase64(r.ciphertext).subarray(0, 12)].join(","));
+    // Format k1:<key id>:<base64(iv || ciphertext)> (src/keyring.ts), sealed by ENCRYPTION_KEY.
+    for (const r of results) expect(r.ciphertext).toMatch(/^k1:[0-9a-f]{8}:[A-Za-z0-9+/]+=*$/);
+    const ivs = results.map((r) => [...fromBase64(r.ciphertext.split(":")[2]!).subarray(0, 12)].join(","));
     expect(new Set(ivs).size).toBe(3);
     // KV holds the current key's whole entry sealed as one ciphertext (AAD: its KV key), not
     // JSON: nothing of it (times, ids, the key) is readable or editable in KV.
@@ -104,10 +106,14 @@ describe("encryption at rest", () => {
     expect(metadata?.g).toBe(3);
     expect(() => JSON.parse(value!)).toThrow();
     expect(value).not.toBe(results[2]!.ciphertext);
-    expect(fromBase64(value!).length).toBeGreaterThan(12 + 16 + 100);
+    // Sealed by ENCRYPTION_KEY, in the keyring's format; the metadata names the sealing key id (re-sealing reads it from KV's list).
+    expect(value).toMatch(/^k1:[0-9a-f]{8}:[A-Za-z0-9+/]+=*$/);
+    expect(metadata?.s).toBe(value!.split(":")[1]);
+    expect(metadata?.s).toBe(results[2]!.ciphertext.split(":")[1]);
+    expect(fromBase64(value!.split(":")[2]!).length).toBeGreaterThan(12 + 16 + 100);
   });
 
-  it("with the wrong ENCRYPTION_KEY the read path fails closed with 500 and serves no key", async () => {
+  it("with the wrong ENCRYPTION_KEY the read path fails closed with 503 undecryptable_keys and serves no key", async () => {
     const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
     await w.tick();
     const good = await fetchDoc(w);
@@ -123,15 +129,16 @@ describe("encryption at rest", () => {
       const ctx = createExecutionContext();
       const res = await app.fetch(new Request(`https://rotator.test${path}`, { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } }), wrongEnv, ctx);
       await waitOnExecutionContext(ctx);
-      expect(res.status, path).toBe(500);
+      expect(res.status, path).toBe(503);
       const text = await res.text();
-      expect(JSON.parse(text)).toEqual({ error: "internal", message: "internal error" });
+      expect(JSON.parse(text)).toMatchObject({ error: "undecryptable_keys" });
       expect(text).not.toContain(prefixOf(good.api_key));
     }
-    // KV's entry failed to decrypt (logged), D1's too (logged as an unhandled error): both without key material.
+    // KV's entry failed to decrypt (logged), D1's too (logged, named): both without key material.
     const logged = [...errors.mock.calls, ...warns.mock.calls].map((a) => a.join(" ")).join("\n");
     expect(logged).toContain("cache.read_failed");
-    expect(logged).toContain("http.unhandled");
+    expect(logged).toContain("read.undecryptable");
+    expect(logged).not.toContain("http.unhandled");
     for (const form of leakForms(good.api_key)) expect(logged).not.toContain(form);
 
     // The right key still reads the same storage.

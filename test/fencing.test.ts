@@ -130,9 +130,11 @@ describe("cache entries sealed whole", () => {
   it("an edited entry (one byte of the ciphertext changed) is a miss, never served as written", async () => {
     const { w, demo } = await twoSets();
     const { value, metadata } = await env.KEYS.getWithMetadata("key:demo");
-    const bytes = atob(value!);
+    // The keyring's format: k1:<key id>:<base64(iv || ciphertext)>; one byte of the ciphertext flipped.
+    const [tag, id, b64] = value!.split(":");
+    const bytes = atob(b64!);
     const flipped = bytes.slice(0, 40) + String.fromCharCode(bytes.charCodeAt(40) ^ 1) + bytes.slice(41);
-    await env.KEYS.put("key:demo", btoa(flipped), { metadata });
+    await env.KEYS.put("key:demo", `${tag}:${id}:${btoa(flipped)}`, { metadata });
     const doc = await servedLive(w, "demo", "demo-svc");
     expect(doc).toEqual(demo);
   });

@@ -13,6 +13,7 @@ import {
   RUN_AHEAD_MS,
   type PlanOptions,
   type Step,
+  VERIFY_BACKOFF_MS,
   plan,
   refreshAtFor,
   revocable,
@@ -180,6 +181,30 @@ describe("how far ahead and how long", () => {
     const tue = Date.parse("2026-12-01T10:00:00.000Z");
     expect(refreshAtFor(cfg, tue - RUN_AHEAD_MS, tue)).toBe(Date.parse("2026-12-08T10:00:00.000Z"));
     expect(refreshAtFor(cfg, Date.parse("2026-12-02T00:00:00.000Z"), null)).toBe(Date.parse("2026-12-08T10:00:00.000Z"));
+  });
+
+  it("a schedule time leaves at least the overlap and the run-ahead margin (issue #11)", () => {
+    const cfg = { ...CFG, schedule: "0 * * * *", rotateEveryMs: HOUR, overlapMs: 20 * MIN };
+    // Minted at 10:40: 10:40 + 20 min + run-ahead is past 11:00, so the first usable time is 12:00.
+    const at = Date.parse("2026-12-01T10:40:00.000Z");
+    expect(refreshAtFor(cfg, at, null)).toBe(Date.parse("2026-12-01T12:00:00.000Z"));
+    const R = refreshAtFor(cfg, Date.parse("2026-12-01T10:30:00.000Z"), null);
+    expect(R - Date.parse("2026-12-01T10:30:00.000Z")).toBeGreaterThanOrEqual(20 * MIN + RUN_AHEAD_MS);
+    // A rotation run far ahead (a late cron's margin) never gets the schedule time it ran ahead of.
+    const eleven = Date.parse("2026-12-01T11:00:00.000Z");
+    expect(refreshAtFor({ ...cfg, overlapMs: 2 * MIN }, eleven - 10 * MIN, eleven)).toBe(Date.parse("2026-12-01T12:00:00.000Z"));
+  });
+
+  it("after a failed verification the due mints back off (on demand does not); the overdue key is extended meanwhile", () => {
+    const cfg: ModelSetConfig = { ...CFG, verify: { url: "https://model.test/predict", method: "POST", headers: {} } };
+    const current = currentDueIn(-MIN);
+    const failed = { cache: { model_set: "demo", cached_generation: 5, cached_at: T - HOUR, verify_failed_at: T - 2 * MIN } };
+    expect(kinds(plan(snap([current], failed), cfg, T, due))).toEqual(["extend", "cache"]);
+    expect(kinds(plan(snap([current], failed), cfg, T + VERIFY_BACKOFF_MS, due))).toEqual(["mint", "extend", "cache"]);
+    expect(kinds(plan(snap([current], failed), cfg, T, now))).toEqual(["mint", "extend", "cache"]);
+    // A first key backs off too (nothing to extend); a set without verify ignores the record.
+    expect(kinds(plan(snap([], failed), cfg, T, due))).toEqual([]);
+    expect(kinds(plan(snap([current], failed), CFG, T, due))).toEqual(["mint", "extend", "cache"]);
   });
 
   it("an overdue extension covers the next attempt, a late tick, the run and the caches' lag, plus the overlap", () => {

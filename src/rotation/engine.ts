@@ -30,7 +30,8 @@ import { type CurrentKey, iso } from "../document.ts";
 import * as ledger from "../ledger.ts";
 import type { KeyRow, Snapshot } from "../ledger.ts";
 import { errorText, log } from "../log.ts";
-import { type VerifyConfig, verifyKey } from "../verify.ts";
+import { isRefusal, refusedManagementKeyFailure, watchManagementKey } from "../management-key.ts";
+import { verifyKey } from "../verify.ts";
 import { DeadlineError, withDeadline } from "./deadline.ts";
 import { LEASE_MS, type PlanOptions, RUN_BUDGET_MS, type SetConfig, type Step, plan, refreshAtFor } from "./policy.ts";
 
@@ -60,6 +61,8 @@ export function createEngine(
     concurrency: config.concurrency,
     now: clock,
     ...client,
+    // Records whether Baseten accepted the management key (status `management_key`): after `...client`, wrapping its fetch.
+    fetch: watchManagementKey(bindings.DB, clock, client.fetch),
   });
   return { db: bindings.DB, kv: bindings.KEYS, baseten, config, clock };
 }
@@ -197,6 +200,8 @@ class Run {
   private putUnknown: number | null = null;
   private revoked: ledger.Finish["revoked"] = [];
   private recordRun = true;
+  /** When this run's new key failed verification (the scheduled mints' back-off starts then). */
+  private verifyFailedAt: number | null = null;
 
   constructor(
     private readonly engine: Engine,
@@ -318,10 +323,17 @@ class Run {
     }
 
     if (cfg.verify) {
-      const verdict = await verifyKey(cfg.verify as VerifyConfig, minted.apiKey, { deadline: this.deadline, clock });
+      const verdict = await verifyKey(cfg.verify, minted.apiKey, { deadline: this.deadline, clock });
       if (!verdict.ok) {
-        await baseten.revoke(minted.prefix, this.deadline).catch((e) => log("warn", "revoke.failed", { model_set: set, generation: pending.generation, error: errorText(e) }));
-        await this.bound(() => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, "verify_failed"), "abandon").catch(() => {});
+        // The new key does not work: it is deleted at Baseten, the current key stays and is served.
+        // Scheduled mints back off for a while (verifyFailedAt, recorded in the finish batch).
+        this.verifyFailedAt = clock();
+        const deleted = await baseten.revoke(minted.prefix, this.deadline).then(
+          () => true,
+          (e) => (log("warn", "revoke.failed", { model_set: set, generation: pending.generation, error: errorText(e) }), false),
+        );
+        // Not deleted: the row stays pending, and recovery (after a lease) finds the key by name and deletes it.
+        if (deleted) await this.bound(() => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, `verify_failed: ${verdict.message}`), "abandon").catch(() => {});
         return failed({ code: "verify_failed", message: verdict.message, status: null });
       }
     }
@@ -329,7 +341,7 @@ class Run {
     const createdAt = clock();
     const refreshAt = refreshAtFor(cfg, createdAt, step.previousRefreshAt);
     const expiresAt = refreshAt + cfg.overlapMs;
-    const ciphertext = await sealKey(config.encryptionKey, set, pending.generation, minted.apiKey);
+    const ciphertext = await sealKey(config.keyring, set, pending.generation, minted.apiKey);
     const mintedTimes = { generation: pending.generation, created_at: createdAt, refresh_at: refreshAt, expires_at: expiresAt };
     // The answer a webhook redelivery gets if the route cannot store the final one.
     const others = this.rows.filter((r) => r.state === "previous" || r.state === "current").map((r) => r.generation);
@@ -434,10 +446,10 @@ class Run {
     const changed = this.mint === "minted" || this.extended;
     if (step.reason === "changed" && !changed && this.snapshot.cache?.cached_generation === current.generation) return;
     try {
-      const key = this.fresh?.generation === current.generation ? this.fresh : await this.bound(() => readCurrentFresh(db, config.encryptionKey, set), "read current");
+      const key = this.fresh?.generation === current.generation ? this.fresh : await this.bound(() => readCurrentFresh(db, config.keyring, set), "read current");
       if (!key) return;
       if (clock() >= this.deadline) return log("warn", "cache.skipped", { model_set: set, reason: "deadline" });
-      await this.bound(() => writeCache(kv, config.encryptionKey, key), "kv put");
+      await this.bound(() => writeCache(kv, config.keyring, key), "kv put");
       this.cached = { generation: key.generation, at: clock(), dropped: false, overwrite: step.reason === "suspect" };
     } catch (err) {
       if (err instanceof DeadlineError) this.putUnknown = current.generation;
@@ -505,6 +517,7 @@ class Run {
             overwriteReplaced: this.cached?.overwrite === true,
             unusedPending: this.ownPending?.generation ?? null,
             recheck,
+            verifyFailedAt: this.verifyFailedAt,
           }),
         "finish",
         this.leaseEnd,
@@ -533,9 +546,9 @@ class Run {
     const until = clock() + 10_000;
     try {
       await withDeadline(ledger.recordCacheRegressed(db, set, written, after.generation), until, clock, "record cache");
-      const key = await withDeadline(readCurrentFresh(db, config.encryptionKey, set), until, clock, "read current");
+      const key = await withDeadline(readCurrentFresh(db, config.keyring, set), until, clock, "read current");
       if (!key || key.generation < after.generation) return;
-      await withDeadline(writeCache(kv, config.encryptionKey, key), until, clock, "kv put");
+      await withDeadline(writeCache(kv, config.keyring, key), until, clock, "kv put");
       await withDeadline(ledger.recordCacheRepaired(db, set, key.generation, clock()), until, clock, "record cache");
     } catch (err) {
       // D1 now says KV is behind: the next run of any path rewrites it.
@@ -561,6 +574,8 @@ async function recoverPendings(engine: Engine, pendings: Pick<KeyRow, "model_set
 }
 
 function upstreamFailure(err: unknown): Failure {
+  // A refused management key gets a clear reason (README "Changing BASETEN_API_KEY"); the code stays upstream_client.
+  if (err instanceof UpstreamError && err.status !== null && isRefusal(err.status)) return refusedManagementKeyFailure(err.op, err.status);
   if (err instanceof UpstreamError) return { code: `upstream_${err.kind}`, message: err.message, status: err.status };
   return { code: "internal", message: errorText(err), status: null };
 }

@@ -30,7 +30,7 @@ import type { ModelSetConfig } from "../config.ts";
 import type { KeyRow, Snapshot } from "../ledger.ts";
 import { ON_DEMAND_LIMIT, ON_DEMAND_WINDOW_MS } from "../ledger.ts";
 import { MAX_STALENESS_MS, MEMORY_TTL_MS, KV_STALENESS_MS, TICK_MS, nextAttempt } from "../document.ts";
-import { nextScheduleTime } from "../schedule.ts";
+import { nextScheduleTime, scheduledRefreshAt } from "../schedule.ts";
 
 /** A run holds its set for at most this long; a run that dies frees the set by itself. */
 export const LEASE_MS = 90_000;
@@ -59,8 +59,16 @@ export const MAX_TICK_GAP_MS = 10 * 60_000;
  */
 export const OVERDUE_COVER_MS = 2 * TICK_MS + RUN_ALLOWANCE_MS + MAX_STALENESS_MS;
 
-/** Set config as the engine reads it; `teamId`, `schedule`, `verify` arrive with issue #11 (src/config.ts). */
-export type SetConfig = ModelSetConfig & { teamId?: string; schedule?: string; verify?: unknown };
+/** Set config as the engine reads it (src/config.ts: `teamId`, `schedule`, `verify` included). */
+export type SetConfig = ModelSetConfig;
+
+/**
+ * After a new key failed verification, the set's next due mint (cron, queue) waits this long
+ * (on-demand rotations are not held back: they are rate limited): a verify endpoint that keeps
+ * failing does not make every tick mint and delete a key. The current key's promise keeps being
+ * extended meanwhile, like any overdue set's.
+ */
+export const VERIFY_BACKOFF_MS = 5 * 60_000;
 
 export type Step =
   | { kind: "reject"; code: "rate_limited" | "rotation_in_progress" | "unknown_model_set" | "set_disabled" | "is_current" | "unknown_generation"; message: string; retryAfterS: number | null }
@@ -110,8 +118,10 @@ const tickGap = (tickMs: number) => Math.min(MAX_TICK_GAP_MS, Math.max(TICK_MS, 
  */
 export function refreshAtFor(cfg: SetConfig, mintedAt: number, previousRefreshAt: number | null): number {
   if (cfg.schedule) {
-    const after = Math.max(mintedAt + runAheadMs(cfg), previousRefreshAt ?? 0);
-    return nextScheduleTime(cfg.schedule, after);
+    // The next schedule time that leaves at least the overlap and the run-ahead margin (DESIGN §2,
+    // issue #11), and never the schedule time this rotation ran ahead of (or an earlier one).
+    const at = scheduledRefreshAt(cfg.schedule, mintedAt, cfg.overlapMs, RUN_AHEAD_MS);
+    return previousRefreshAt !== null && at <= previousRefreshAt ? nextScheduleTime(cfg.schedule, previousRefreshAt) : at;
   }
   const anchored = previousRefreshAt !== null ? previousRefreshAt + cfg.rotateEveryMs : mintedAt + cfg.rotateEveryMs;
   return anchored < mintedAt + cfg.rotateEveryMs / 2 ? mintedAt + cfg.rotateEveryMs : anchored;
@@ -187,6 +197,9 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
     else if (!current) why = "first";
     else if (!sameIds(current.model_ids, cfg.modelIds)) why = "scope";
     else if (scheduleDue) why = "schedule";
+    // A due mint (not on demand) waits after a failed verification; the set is extended meanwhile.
+    const failedAt = snap.cache?.verify_failed_at ?? null;
+    if (why !== null && why !== "on_demand" && cfg.verify && failedAt !== null && now < failedAt + VERIFY_BACKOFF_MS) why = null;
   }
   if (why && cfg) {
     steps.push({

@@ -7,24 +7,18 @@
  * Both sides are hashed before a constant-time comparison, every token compared (no early exit).
  */
 import { sha256Hex, timingSafeEqual } from "../crypto.ts";
-import type { Env } from "../env.ts";
+import { usableAdminTokens } from "../config.ts";
 import { type RequestContext, configInvalid, fail } from "../http.ts";
 
 const CHALLENGE = { "www-authenticate": 'Bearer realm="baseten-key-rotator-admin"' };
-/** Below this a token is a config problem (config.ts), never a way in. */
-const MIN_TOKEN_LENGTH = 16;
-
-const usable = (t: string) => t.length >= MIN_TOKEN_LENGTH && /^[\x21-\x7e]+$/.test(t);
-
-/** The admin tokens. TODO(lead): `config.adminTokens` once the secrets branch is in (keep the env fallback for an invalid config). */
-export function adminTokens(env: Env): string[] {
-  return (env.ADMIN_TOKEN ?? "").split(/\s+/).filter(usable);
+/** The admin tokens: the config's list, or (config invalid) the list as far as ADMIN_TOKEN itself is sound. */
+export function adminTokens(c: Pick<RequestContext, "env" | "loaded">): readonly string[] {
+  return c.loaded.ok ? c.loaded.config.adminTokens : usableAdminTokens(c.env);
 }
 
-/** METRICS_TOKEN, admitted by GET /metrics only. TODO(lead): `config.metricsToken`. */
-export function metricsToken(env: Env): string | null {
-  const t = (env.METRICS_TOKEN ?? "").trim();
-  return usable(t) ? t : null;
+/** METRICS_TOKEN (a list), admitted by GET /metrics only; none while the config is invalid. */
+export function metricsTokens(c: Pick<RequestContext, "loaded">): readonly string[] {
+  return c.loaded.ok ? c.loaded.config.metricsTokens : [];
 }
 
 export type Principal = "admin" | "metrics";
@@ -34,9 +28,9 @@ export type Principal = "admin" | "metrics";
  * otherwise. With no usable token configured the route is off: 503 (config_invalid if that is why).
  */
 export async function authenticateOperator(request: Request, c: RequestContext, allowMetrics = false): Promise<Principal> {
-  const admins = adminTokens(c.env);
-  const metrics = allowMetrics ? metricsToken(c.env) : null;
-  if (admins.length === 0 && metrics === null) {
+  const admins = adminTokens(c);
+  const metrics = allowMetrics ? metricsTokens(c) : [];
+  if (admins.length === 0 && metrics.length === 0) {
     if (!c.loaded.ok) configInvalid(c.loaded.problems.length);
     fail(503, "not_configured", allowMetrics ? "neither ADMIN_TOKEN nor METRICS_TOKEN is set: this route is turned off" : "ADMIN_TOKEN is not set: admin routes are turned off");
   }
@@ -45,7 +39,7 @@ export async function authenticateOperator(request: Request, c: RequestContext, 
   const m = /^Bearer ([\x21-\x7e]{1,1024})$/i.exec(header);
   if (!m) fail(401, "unauthorized", "malformed Authorization header: expected 'Bearer <token>'", CHALLENGE);
   const given = await sha256Hex(m[1]!);
-  const hashes = await Promise.all([...admins, ...(metrics === null ? [] : [metrics])].map((t) => sha256Hex(t)));
+  const hashes = await Promise.all([...admins, ...metrics].map((t) => sha256Hex(t)));
   let who: Principal | null = null;
   hashes.forEach((h, i) => {
     if (timingSafeEqual(given, h)) who = i < admins.length ? "admin" : "metrics";

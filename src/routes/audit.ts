@@ -58,7 +58,6 @@ const badCursor = (message: string): never => fail(400, "invalid_cursor", messag
 
 export async function auditRoute(request: Request, c: RequestContext): Promise<Response> {
   await authenticateOperator(request, c);
-  const config = c.config;
   const query = new URL(request.url).searchParams;
   const seen = new Set<string>();
   for (const name of query.keys()) {
@@ -69,7 +68,8 @@ export async function auditRoute(request: Request, c: RequestContext): Promise<R
   const set = query.get("model_set");
   if (set !== null && !SET_ID.test(set)) badQuery("model_set must be a set id (^[a-z0-9][a-z0-9-]{0,31}$)");
   const limit = parseLimit(query.get("limit"));
-  const key = await cursorKey(config.encryptionKey);
+  // ENCRYPTION_KEY (valid: the config loaded) keys the cursor's MAC; a new key only ends old cursors.
+  const key = await cursorKey(c.env.ENCRYPTION_KEY!);
   const rawCursor = query.get("cursor");
   const before = rawCursor === null ? null : await readCursor(key, rawCursor, set, c.now);
 

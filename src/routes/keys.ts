@@ -19,6 +19,7 @@ import { type Identity, authenticate, rememberedIdentity } from "../identity/ind
 import { noteServed } from "../identity/tracking.ts";
 import { currentRow } from "../ledger.ts";
 import { errorText, log } from "../log.ts";
+import { undecryptable } from "../reseal.ts";
 
 /** A fresh read's answer is reused for this long per consumer and set (per location). */
 export const FRESH_REUSE_MS = 5_000;
@@ -29,12 +30,12 @@ type Ctx = Pick<ExecutionContext, "waitUntil"> | undefined;
 async function keyFromD1(env: Env, config: Config, set: string): Promise<CurrentKey | null> {
   const row = await currentRow(env.DB, set);
   if (!row) return null;
-  return decryptEntry(config.encryptionKey, entryFromRow(row));
+  return decryptEntry(config.keyring, entryFromRow(row)).catch((err) => undecryptable(set, err));
 }
 
 async function currentKey(env: Env, config: Config, set: string, now: number): Promise<CurrentKey | null> {
   try {
-    const cached = await readCachedKey(env.KEYS, config.encryptionKey, set, now);
+    const cached = await readCachedKey(env.KEYS, config.keyring, set, now);
     if (cached) return cached;
   } catch (err) {
     // KV down or an unreadable entry: D1 is the source of truth, serve from it.

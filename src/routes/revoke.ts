@@ -13,6 +13,7 @@ import { SET_ID } from "../config.ts";
 import { deliverEvents } from "../events.ts";
 import { type RequestContext, HttpError, fail, json } from "../http.ts";
 import { redactSecrets } from "../log.ts";
+import { redactReason } from "../reason.ts";
 import { createEngine, runSet } from "../rotation.ts";
 import { authenticateOperator } from "./admin-auth.ts";
 import { readBody, requireJson } from "./rotate.ts";
@@ -75,6 +76,8 @@ export async function revokeRoute(request: Request, c: RequestContext): Promise<
   const nothingToDo = await precheck(c.env.DB, set, req.revoke);
   if (nothingToDo) return json({ model_set: set, revoked: [], reason: req.reason });
 
+  // A reason never carries a live key's secret in any form (DESIGN §4): redacted before it is stored or sent.
+  if (req.reason !== null) req.reason = await redactReason(c.env.DB, config.keyring, set, req.reason);
   const engine = createEngine(config, c.env, c.clock);
   const result = await runSet(engine, set, { trigger: "admin", mint: false, revoke: req.revoke, reason: req.reason });
   if (result.outcome === "busy") fail(409, "rotation_in_progress", "another run of this set is in progress; retry after it", { "retry-after": String(result.retryAfterS) });

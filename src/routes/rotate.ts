@@ -10,6 +10,7 @@ import { fail, json } from "../http.ts";
 import { redactSecrets } from "../log.ts";
 import { iso } from "../document.ts";
 import { type RunReport, type RunResult, type Trigger, createEngine, runSet } from "../rotation.ts";
+import { redactReason } from "../reason.ts";
 
 export const MAX_BODY_BYTES = 64 * 1024;
 const MAX_REASON_LENGTH = 500;
@@ -101,6 +102,8 @@ export async function rotateNow(c: RotateContext, set: string, trigger: Trigger,
   const setConfig = SET_ID.test(set) ? c.config.sets.get(set) : undefined;
   if (!setConfig) fail(404, "unknown_model_set", "no such model set");
   if (!setConfig.enabled) fail(409, "set_disabled", "the model set is disabled (enabled: false); enable it in MODEL_SETS to rotate it", { "retry-after": "60" });
+  // The reason is stored, logged, sent and answered: the set's live secrets go first, in any form.
+  if (req.reason !== null) req = { ...req, reason: await redactReason(c.env.DB, c.config.keyring, set, req.reason) };
   const engine = createEngine(c.config, c.env, c.clock);
   const result = await runSet(engine, set, {
     trigger,
@@ -143,8 +146,8 @@ export function rotationResponse(result: RunResult, trigger: Trigger, req: Rotat
       return fail(status, f.code, f.message, retry);
     }
     case "failed":
-      if (result.failure?.code.startsWith("upstream_")) return fail(502, "upstream_failed", result.failure.message);
       if (result.failure?.code === "verify_failed") return fail(502, "verify_failed", result.failure.message);
+      if (result.failure?.code.startsWith("upstream_")) return fail(502, "upstream_failed", result.failure.message);
       return fail(503, "rotation_failed", result.failure?.message ?? "the rotation failed", { "retry-after": "60" });
     case "noop":
       // Nothing was minted although a rotation was asked for (cannot happen with mint: "now").

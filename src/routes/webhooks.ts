@@ -29,12 +29,12 @@ const IN_PROGRESS_RETRY_S = 5;
 const isFinal = (status: number) => (status >= 200 && status < 300) || status === 400;
 
 export async function rotationWebhook(request: Request, c: RotateContext): Promise<Response> {
-  const secret = c.config.webhookSecret;
-  if (!secret) fail(503, "not_configured", "WEBHOOK_SECRET is not set: rotation webhooks are turned off");
+  const secrets = c.config.webhookSecrets;
+  if (secrets.length === 0) fail(503, "not_configured", "WEBHOOK_SECRET is not set: rotation webhooks are turned off");
   requireJson(request);
   const raw = await readBody(request);
   const now = c.clock();
-  const verified = await verifyWebhook(secret, request.headers, raw, now);
+  const verified = await verifyWebhook(secrets, request.headers, raw, now);
   if (!verified.ok) fail(401, "invalid_signature", verified.reason);
   const id = verified.id;
 

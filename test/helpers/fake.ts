@@ -6,7 +6,7 @@
  *   // use fake.key as BASETEN_API_KEY; every tenant has its own keys, faults and calls
  *   await fake.fault({ op: "mint", kind: "503", count: 2 });
  */
-export type FakeOp = "mint" | "list" | "revoke";
+export type FakeOp = "mint" | "list" | "revoke" | "predict";
 export type FakeKeyType = "PERSONAL" | "WORKSPACE_MANAGE_ALL" | "WORKSPACE_EXPORT_METRICS" | "WORKSPACE_INVOKE";
 export type FaultKind =
   | "429" | "500" | "502" | "503" | "401" | "403" | "stall" | "refuse" | "malformed" | "empty"
@@ -23,6 +23,8 @@ export interface Fault {
   retry_after_header?: boolean;
   /** For "stall": how long the socket is held before it is dropped (default 60000). */
   stall_ms?: number;
+  /** Error text of the answer instead of the default; `{key}` becomes the management key sent. */
+  error?: string;
 }
 
 /** Every key the tenant ever had, revoked ones included (never the secret). */
@@ -69,6 +71,12 @@ export interface FakeTenant {
   clearFaults(): Promise<void>;
   latency(ms: number): Promise<void>;
   reset(): Promise<void>;
+  /** Only these team ids may mint from now on (others: 404); null accepts any again. */
+  setTeams(teams: string[] | null): Promise<void>;
+  /** Keys minted under one team (revoked ones included). */
+  teamKeys(team: string): Promise<FakeKey[]>;
+  /** `POST {base}/model/{model_id}/predict`: 200 for a live key scoped to the model, 401 otherwise. */
+  predictUrl(modelId: string): string;
   /** Make a key as if someone else had (default type WORKSPACE_INVOKE); returns "<prefix>.<secret>". */
   createKey(name: string, model_ids: string[], type?: FakeKeyType): Promise<string>;
   /** URL of this tenant's event sink; `status` (default 204), `fail_first` (500 for the first n attempts), `delay_ms`. */
@@ -102,6 +110,9 @@ export function fakeTenant(baseUrl: string, tenant?: string): FakeTenant {
     clearFaults: async () => { await call("DELETE", "faults"); },
     latency: async (ms) => { await call("POST", "latency", { ms }); },
     reset: async () => { await call("POST", "reset"); },
+    setTeams: async (teams) => { await call("POST", "teams", { teams }); },
+    teamKeys: async (team) => (await call<{ keys: FakeKey[] }>("GET", `keys?team=${encodeURIComponent(team)}`)).keys,
+    predictUrl: (modelId) => `${root}/model/${encodeURIComponent(modelId)}/predict`,
     createKey: async (name, model_ids, type = "WORKSPACE_INVOKE") =>
       (await call<{ api_key: string }>("POST", "keys", { name, model_ids, type })).api_key,
     sinkUrl: (query = {}) => {
