@@ -184,6 +184,8 @@ describe("how far ahead and how long", () => {
     // Already extended far enough (a previous tick): nothing to record first.
     const extended = currentDueIn(80_000, { expires_at: T + 80_000 + OVERDUE_COVER_MS + 5 * MIN + HOUR });
     expect(kinds(plan(snap([extended]), CFG, T, due))).toEqual(["mint", "cache"]);
+    // The first tick after an outage (a gap beyond 10 minutes) assumes the minute cron again.
+    expect(kinds(plan(snap([currentDueIn(4 * MIN)]), CFG, T, { mint: "due", tickMs: 8 * HOUR }))).toEqual(["mint", "extend", "cache"]);
     // Overdue and never extended (no tick ran in time): the documents are past saving; mint first.
     expect(kinds(plan(snap([currentDueIn(-10 * MIN)]), CFG, T, due))).toEqual(["mint", "extend", "cache"]);
   });

@@ -202,10 +202,12 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   // when its documents are still valid and stop being so before the next tick (on time) can
   // record an extension, this run is the last chance: it records the extension before the mint,
   // so a mint that takes the run's whole budget, or a run that dies, leaves no overdue document
-  // without its promise (DESIGN §3).
+  // without its promise (DESIGN §3). "The next tick" is one observed gap away; after a gap longer
+  // than MAX_TICK_GAP_MS the cron was down (an outage says nothing about its period): one minute.
   const extension = cfg && current && scheduleDue ? overdueExtension(current, cfg, now, opts.tickMs) : null;
   const validUntil = cfg && current ? documentsValidUntil(current, cfg) : 0;
-  const lastChance = why !== null && extension !== null && now < validUntil && validUntil <= now + tickGap(opts.tickMs ?? TICK_MS) + RUN_ALLOWANCE_MS;
+  const nextTickIn = (opts.tickMs ?? TICK_MS) > MAX_TICK_GAP_MS ? TICK_MS : tickGap(opts.tickMs ?? TICK_MS);
+  const lastChance = why !== null && extension !== null && now < validUntil && validUntil <= now + nextTickIn + RUN_ALLOWANCE_MS;
   if (current && extension !== null && lastChance) steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: false });
 
   if (why && cfg) {
