@@ -145,10 +145,14 @@ export function forgetInMemory(kv: KVNamespace, set?: string): void {
   } else memoryOf(kv).delete(set);
 }
 
-/** The current key of a set if this isolate's memory holds it now: no I/O (the hot path). */
+/**
+ * The current key of a set if this isolate's memory holds it now: no I/O (the hot path). An entry
+ * remembered just before refresh_at that cannot make a valid overdue document a few seconds later
+ * is a miss too, like a KV entry (the read goes on to KV, then D1).
+ */
 export function memoryKey(kv: KVNamespace, set: string, now: number): CurrentKey | null {
   const hit = memories.get(kv)?.get(set);
-  return hit && hit.until > now && hit.key.generation >= floorOf(kv, set) ? hit.key : null;
+  return hit && hit.until > now && hit.key.generation >= floorOf(kv, set) && coversOverdue(hit.key, now) ? hit.key : null;
 }
 
 /**

@@ -168,6 +168,29 @@ describe("how far ahead and how long", () => {
     expect(ext.expiresAt).toBe(nextAttempt(T) + OVERDUE_COVER_MS + 2 * 4 * MIN + 5 * MIN + HOUR);
   });
 
+  it("the last tick before refresh_at records the extension before it mints: a run that dies or stalls there leaves no overdue document without its promise", () => {
+    // A 5-minute cron, refresh_at 4 minutes away: the next tick comes after refresh_at, so if this
+    // run's mint takes the whole budget (or the run dies), nothing else records the extension in
+    // time. The extension is recorded first, unconditionally.
+    const sparse: PlanOptions = { mint: "due", tickMs: 5 * MIN };
+    const last = plan(snap([currentDueIn(4 * MIN)]), CFG, T, sparse);
+    expect(kinds(last)).toEqual(["extend", "mint", "cache"]);
+    expect(last[0]).toMatchObject({ kind: "extend", generation: 5, onlyIfMintFailed: false });
+    // The minute cron: the first due tick still has a later one before refresh_at (extend only if
+    // the mint fails, so a replaced key is revoked right after the promise it was served with);
+    // the tick after that (less than one tick + the run left) records it first.
+    expect(kinds(plan(snap([currentDueIn(RUN_AHEAD_MS)]), CFG, T, due))).toEqual(["mint", "extend", "cache"]);
+    expect(kinds(plan(snap([currentDueIn(90_000)]), CFG, T, due))).toEqual(["mint", "extend", "cache"]);
+    expect(kinds(plan(snap([currentDueIn(80_000)]), CFG, T, due))).toEqual(["extend", "mint", "cache"]);
+    // Already extended far enough (a previous tick): nothing to record first.
+    const extended = currentDueIn(80_000, { expires_at: T + 80_000 + OVERDUE_COVER_MS + 5 * MIN + HOUR });
+    expect(kinds(plan(snap([extended]), CFG, T, due))).toEqual(["mint", "cache"]);
+    // The first tick after an outage (a gap beyond 10 minutes) assumes the minute cron again.
+    expect(kinds(plan(snap([currentDueIn(4 * MIN)]), CFG, T, { mint: "due", tickMs: 8 * HOUR }))).toEqual(["mint", "extend", "cache"]);
+    // Overdue and never extended (no tick ran in time): the documents are past saving; mint first.
+    expect(kinds(plan(snap([currentDueIn(-10 * MIN)]), CFG, T, due))).toEqual(["mint", "extend", "cache"]);
+  });
+
   it("refresh_at stays anchored to the schedule on a scheduled rotation, restarts on demand or far behind", () => {
     const R = T + RUN_AHEAD_MS;
     expect(refreshAtFor(CFG, T, R)).toBe(R + 24 * HOUR);

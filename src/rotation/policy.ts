@@ -137,6 +137,15 @@ function overdueExtension(current: KeyRow, cfg: SetConfig, now: number, tickMs =
   return (current.expires_at ?? 0) >= need ? null : need + gap;
 }
 
+/**
+ * Until when the current key's documents keep the overdue rule with its recorded promise: before
+ * refresh_at always; after it while expires_at >= the next attempt + overlap (document.ts).
+ */
+function documentsValidUntil(current: KeyRow, cfg: SetConfig): number {
+  const overlap = Math.max(cfg.overlapMs, current.overlap_ms);
+  return Math.max(current.refresh_at ?? 0, Math.floor(((current.expires_at ?? 0) - overlap) / TICK_MS) * TICK_MS);
+}
+
 /** Whether a previous key may be deleted at Baseten now, and why. */
 export function revocable(row: KeyRow, configured: boolean, now: number): string | null {
   if (row.state !== "previous") return null;
@@ -201,6 +210,19 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
     const failedAt = snap.cache?.verify_failed_at ?? null;
     if (why !== null && why !== "on_demand" && cfg.verify && failedAt !== null && now < failedAt + VERIFY_BACKOFF_MS) why = null;
   }
+  // extend: a set at or past its rotation time that may not get a new key now. Normally recorded
+  // only if the mint fails (a replaced key then keeps just the promise it was served with). But
+  // when its documents are still valid and stop being so before the next tick (on time) can
+  // record an extension, this run is the last chance: it records the extension before the mint,
+  // so a mint that takes the run's whole budget, or a run that dies, leaves no overdue document
+  // without its promise (DESIGN §3). "The next tick" is one observed gap away; after a gap longer
+  // than MAX_TICK_GAP_MS the cron was down (an outage says nothing about its period): one minute.
+  const extension = cfg && current && scheduleDue ? overdueExtension(current, cfg, now, opts.tickMs) : null;
+  const validUntil = cfg && current ? documentsValidUntil(current, cfg) : 0;
+  const nextTickIn = (opts.tickMs ?? TICK_MS) > MAX_TICK_GAP_MS ? TICK_MS : tickGap(opts.tickMs ?? TICK_MS);
+  const lastChance = why !== null && extension !== null && now < validUntil && validUntil <= now + nextTickIn + RUN_ALLOWANCE_MS;
+  if (current && extension !== null && lastChance) steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: false });
+
   if (why && cfg) {
     steps.push({
       kind: "mint",
@@ -213,9 +235,7 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
     });
   }
 
-  // extend: a set at or past its rotation time that may not get a new key now
-  const extension = cfg && current && scheduleDue ? overdueExtension(current, cfg, now, opts.tickMs) : null;
-  if (current && extension !== null) steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: why !== null });
+  if (current && extension !== null && !lastChance) steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: why !== null });
 
   // cache
   const cached = snap.cache?.cached_generation ?? null;
