@@ -490,6 +490,13 @@ export function usableAdminTokens(env: Env): string[] {
   return problems.length === 0 ? tokens : [];
 }
 
+/** METRICS_TOKEN as far as it is sound on its own: GET /metrics answers on an invalid config too. */
+export function usableMetricsTokens(env: Env): string[] {
+  const problems: string[] = [];
+  const tokens = secretList("METRICS_TOKEN", env.METRICS_TOKEN, problems, MAX_LIST_ENTRIES, tokenProblem);
+  return tokens && problems.length === 0 ? tokens : [];
+}
+
 function decodedLength(b64: string): number {
   try {
     return atob(b64).length;

@@ -161,7 +161,9 @@ describe("GET /v1/admin/status", () => {
     expect(other.failures).toEqual([{ at: new Date(w.clock.now()).toISOString(), trigger: "admin", error: expect.stringContaining("500") }]);
     // The cron ticked an hour ago and not since: the engine looks stalled (no promise is extended).
     expect(s.engine).toEqual({ last_tick_at: new Date(w.clock.now() - HOUR).toISOString(), stalled: true });
-    expect(s.encryption).toEqual({ primary: expect.stringMatching(/^[0-9a-f]{8}$/), sealed_by: { [s.encryption!.primary]: expect.any(Number) } });
+    // DESIGN's two fields, plus the keyring's own (extension): configured ids, unattributed, undecryptable.
+    expect(s.encryption).toMatchObject({ primary: expect.stringMatching(/^[0-9a-f]{8}$/), sealed_by: { [s.encryption!.primary]: expect.any(Number) } });
+    expect(Object.keys(s.encryption!.sealed_by)).toEqual([s.encryption!.primary]);
     expect(s.consumers).toEqual([
       // demo-svc fetched generation 1, then 2 (tracked: the highest, since its first fetch).
       { name: "demo-svc", kind: "token", model_sets: ["demo"], seen: [{ model_set: "demo", generation: 2, at: new Date(w.clock.now()).toISOString(), lagging: false }] },

@@ -141,7 +141,11 @@ describe("verify before promote, in a rotation", () => {
     expect((await w0.fake.liveKeys()).map((k) => k.prefix)).toEqual([prefixOf(served.api_key)]);
 
     const audit = await env.DB.prepare("SELECT generation, action, reason FROM audit WHERE model_set = 'demo' ORDER BY id").all<{ generation: number; action: string; reason: string }>();
-    expect(audit.results.at(-1)).toMatchObject({ generation: 2, action: "abandoned", reason: expect.stringMatching(/^verify_failed: /) });
+    // The new key abandoned with the reason, then the failed run itself (DESIGN §3 audit actions).
+    expect(audit.results.slice(-2)).toMatchObject([
+      { generation: 2, action: "abandoned", reason: expect.stringMatching(/^verify_failed: /) },
+      { generation: null, action: "failed", reason: expect.stringMatching(/answered 401/) },
+    ]);
     const status = await d.status();
     expect(status.sets.find((s) => s.model_set === "demo")!.last_run).toMatchObject({ outcome: "failed", error: expect.stringMatching(/answered 401/) });
     const events = (await w0.fake.sink()).map((e) => JSON.parse(e.body) as { type: string; data: { error: string } });

@@ -7,7 +7,7 @@
  * Both sides are hashed before a constant-time comparison, every token compared (no early exit).
  */
 import { sha256Hex, timingSafeEqual } from "../crypto.ts";
-import { usableAdminTokens } from "../config.ts";
+import { usableAdminTokens, usableMetricsTokens } from "../config.ts";
 import { type RequestContext, configInvalid, fail } from "../http.ts";
 
 const CHALLENGE = { "www-authenticate": 'Bearer realm="baseten-key-rotator-admin"' };
@@ -16,9 +16,9 @@ export function adminTokens(c: Pick<RequestContext, "env" | "loaded">): readonly
   return c.loaded.ok ? c.loaded.config.adminTokens : usableAdminTokens(c.env);
 }
 
-/** METRICS_TOKEN (a list), admitted by GET /metrics only; none while the config is invalid. */
-export function metricsTokens(c: Pick<RequestContext, "loaded">): readonly string[] {
-  return c.loaded.ok ? c.loaded.config.metricsTokens : [];
+/** METRICS_TOKEN (a list), admitted by GET /metrics only: the config's, or (config invalid) the sound ones. */
+export function metricsTokens(c: Pick<RequestContext, "env" | "loaded">): readonly string[] {
+  return c.loaded.ok ? c.loaded.config.metricsTokens : usableMetricsTokens(c.env);
 }
 
 export type Principal = "admin" | "metrics";
