@@ -87,12 +87,18 @@ function countedD1(db) {
 }
 
 function countedKV(kv) {
-  const wrap = (name) => (...args) => {
-    counts.kv[name]++;
-    const result = kv[name](...args);
-    if (name === "put") result.then(() => (counts.kv.lastPutAt = Date.now()), () => {});
-    return result;
-  };
+  const wrap =
+    (name) =>
+    (...args) => {
+      counts.kv[name]++;
+      const result = kv[name](...args);
+      if (name === "put")
+        result.then(
+          () => (counts.kv.lastPutAt = Date.now()),
+          () => {},
+        );
+      return result;
+    };
   return { get: wrap("get"), getWithMetadata: wrap("getWithMetadata"), put: wrap("put"), delete: wrap("delete"), list: wrap("list") };
 }
 

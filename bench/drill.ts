@@ -112,14 +112,21 @@ async function liveKeys(fakeUrl: string, tenant: string): Promise<{ prefix: stri
 
 async function drillOnce(fake: FakeBaseten, fresh: boolean, o: Required<DrillOptions>): Promise<DrillRun> {
   const tenant = `fake-mgmt-drill-${randomBytes(6).toString("hex")}`;
-  const secrets = { ENCRYPTION_KEY: randomB64(32), ADMIN_TOKEN: `adm_${randomB64(30).replace(/[^A-Za-z0-9]/g, "")}`, WEBHOOK_SECRET: `whsec_${randomB64(32)}` };
+  const secrets = {
+    ENCRYPTION_KEY: randomB64(32),
+    ADMIN_TOKEN: `adm_${randomB64(30).replace(/[^A-Za-z0-9]/g, "")}`,
+    WEBHOOK_SECRET: `whsec_${randomB64(32)}`,
+  };
   // 10 consumers with 5 replicas each (a replica shares its service's token).
   const consumers = Math.max(1, Math.ceil(o.clients / 5));
   const tokens = Array.from({ length: consumers }, (_, i) => `drill_${i}_${randomBytes(16).toString("hex")}`);
   const w: StartedWorker = await startWorker({
     modules: [
       { path: path.join(BUNDLE_DIR, "drill-worker.js"), contents: WRAPPER },
-      { path: path.join(BUNDLE_DIR, "index.js"), contents: (await import("node:fs")).readFileSync(path.join(BUNDLE_DIR, "index.js"), "utf8") },
+      {
+        path: path.join(BUNDLE_DIR, "index.js"),
+        contents: (await import("node:fs")).readFileSync(path.join(BUNDLE_DIR, "index.js"), "utf8"),
+      },
     ],
     storage: true,
     vars: {
@@ -127,7 +134,9 @@ async function drillOnce(fake: FakeBaseten, fresh: boolean, o: Required<DrillOpt
       BASETEN_TEAM_ID: "team-drill",
       BASETEN_API_KEY: tenant,
       MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }),
-      CONSUMERS: JSON.stringify(Object.fromEntries(tokens.map((t, i) => [`svc-${i}`, { token_sha256: sha256Hex(t), model_sets: ["demo"] }]))),
+      CONSUMERS: JSON.stringify(
+        Object.fromEntries(tokens.map((t, i) => [`svc-${i}`, { token_sha256: sha256Hex(t), model_sets: ["demo"] }])),
+      ),
       ...secrets,
     },
   });
@@ -188,7 +197,8 @@ async function drillOnce(fake: FakeBaseten, fresh: boolean, o: Required<DrillOpt
         if (webhookAt) {
           f.calls++;
           if (res.status !== 200) f.failedCalls++;
-          else if (f.movedAfterMs === null && newGeneration && (await client.getKey()).generation === newGeneration) f.movedAfterMs = Date.now() - webhookAt;
+          else if (f.movedAfterMs === null && newGeneration && (await client.getKey()).generation === newGeneration)
+            f.movedAfterMs = Date.now() - webhookAt;
         }
         await sleep(o.callEveryMs);
       }
@@ -202,7 +212,13 @@ async function drillOnce(fake: FakeBaseten, fresh: boolean, o: Required<DrillOpt
     webhookAt = Date.now();
     const res = await fetch(`${w.url}/v1/webhooks/rotate`, {
       method: "POST",
-      headers: { "content-type": "application/json", "webhook-id": id, "webhook-timestamp": String(ts), "webhook-signature": await signWebhook(secrets.WEBHOOK_SECRET, id, ts, body), "x-bench-location": "0" },
+      headers: {
+        "content-type": "application/json",
+        "webhook-id": id,
+        "webhook-timestamp": String(ts),
+        "webhook-signature": await signWebhook(secrets.WEBHOOK_SECRET, id, ts, body),
+        "x-bench-location": "0",
+      },
       body,
     });
     const result = (await res.json()) as { generation?: number };
@@ -247,32 +263,56 @@ function drillTable(runs: DrillRun[], o: Required<DrillOptions>): string {
     `| --- | ${runs.map(() => "---").join(" | ")} |`,
     row("webhook answered in", (r) => `${r.webhookMs} ms`),
     row("webhook to old key dead at Baseten", (r) => s(r.oldKeyDeadAfterMs)),
-    row("failed model calls per client beyond the one 401 (max / median / total)", (r) => `${Math.max(...beyond(r))} / ${pct(beyond(r), 50)} / ${beyond(r).reduce((a, b) => a + b, 0)}`),
+    row(
+      "failed model calls per client beyond the one 401 (max / median / total)",
+      (r) => `${Math.max(...beyond(r))} / ${pct(beyond(r), 50)} / ${beyond(r).reduce((a, b) => a + b, 0)}`,
+    ),
     row("Baseten 401s seen per client (max / median)", (r) => `${Math.max(...per(r, "baseten401s"))} / ${pct(per(r, "baseten401s"), 50)}`),
     row("webhook to every client on the new generation", (r) => s(r.allMovedAfterMs)),
     row("webhook to a client on the new generation (median / p90)", (r) => {
       const m = r.clients.map((c) => c.movedAfterMs ?? o.maxAfterMs);
       return `${(pct(m, 50) / 1000).toFixed(2)} s / ${(pct(m, 90) / 1000).toFixed(2)} s`;
     }),
-    row("rotator requests per client after the webhook (max / median)", (r) => `${Math.max(...per(r, "rotatorRequests"))} / ${pct(per(r, "rotatorRequests"), 50)}`),
-    row("model calls per client after the webhook (median)", (r) => `${pct(r.clients.map((c) => c.calls), 50)}`),
+    row(
+      "rotator requests per client after the webhook (max / median)",
+      (r) => `${Math.max(...per(r, "rotatorRequests"))} / ${pct(per(r, "rotatorRequests"), 50)}`,
+    ),
+    row(
+      "model calls per client after the webhook (median)",
+      (r) =>
+        `${pct(
+          r.clients.map((c) => c.calls),
+          50,
+        )}`,
+    ),
   ].join("\n");
 }
 
 // --- authentication cost with many consumers ----------------------------------------------
 
-async function authRun(fake: FakeBaseten, consumers: number, seconds: number): Promise<{ unknownRps: number; knownRps: number; firstSeenRps: number }> {
+async function authRun(
+  fake: FakeBaseten,
+  consumers: number,
+  seconds: number,
+): Promise<{ unknownRps: number; knownRps: number; firstSeenRps: number }> {
   const tokens = Array.from({ length: consumers }, (_, i) => `auth_${i}_${randomBytes(12).toString("hex")}`);
   const tenant = `fake-mgmt-auth-${randomBytes(6).toString("hex")}`;
   const w = await startWorker({
-    modules: [{ path: path.join(BUNDLE_DIR, "index.js"), contents: (await import("node:fs")).readFileSync(path.join(BUNDLE_DIR, "index.js"), "utf8") }],
+    modules: [
+      {
+        path: path.join(BUNDLE_DIR, "index.js"),
+        contents: (await import("node:fs")).readFileSync(path.join(BUNDLE_DIR, "index.js"), "utf8"),
+      },
+    ],
     storage: true,
     vars: {
       BASETEN_API_BASE: fake.url,
       BASETEN_TEAM_ID: "team-auth",
       BASETEN_API_KEY: tenant,
       MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }),
-      CONSUMERS: JSON.stringify(Object.fromEntries(tokens.map((t, i) => [`svc-${i}`, { token_sha256: sha256Hex(t), model_sets: ["demo"] }]))),
+      CONSUMERS: JSON.stringify(
+        Object.fromEntries(tokens.map((t, i) => [`svc-${i}`, { token_sha256: sha256Hex(t), model_sets: ["demo"] }])),
+      ),
       ENCRYPTION_KEY: randomB64(32),
       ADMIN_TOKEN: `adm_${randomB64(30).replace(/[^A-Za-z0-9]/g, "")}`,
       WEBHOOK_SECRET: `whsec_${randomB64(32)}`,
@@ -284,7 +324,8 @@ async function authRun(fake: FakeBaseten, consumers: number, seconds: number): P
     await worker.scheduled({ cron: "* * * * *", scheduledTime: new Date() });
     const url = `${w.url}/v1/keys/demo`;
     const last = tokens[tokens.length - 1]!;
-    if ((await fetch(url, { headers: { authorization: `Bearer ${last}` } })).status !== 200) throw new Error("auth bench: the last consumer's token was refused");
+    if ((await fetch(url, { headers: { authorization: `Bearer ${last}` } })).status !== 200)
+      throw new Error("auth bench: the last consumer's token was refused");
     const run = async (requests: unknown[] | undefined, headers: Record<string, string> | undefined) => {
       await autocannon({ url, headers, requests, connections: 16, duration: 1 });
       const r = await autocannon({ url, headers, requests, connections: 16, duration: seconds });
@@ -294,16 +335,32 @@ async function authRun(fake: FakeBaseten, consumers: number, seconds: number): P
     const knownRps = await run(undefined, { authorization: `Bearer ${last}` });
     // Every consumer's token in turn, each seen once before (so its one tracking write is done):
     // with more tokens than the isolate remembers (1,000), every request takes the full path.
-    for (let i = 0; i < tokens.length; i += 32) await Promise.all(tokens.slice(i, i + 32).map((t) => fetch(url, { headers: { authorization: `Bearer ${t}` } }).then((r) => r.arrayBuffer())));
+    for (let i = 0; i < tokens.length; i += 32)
+      await Promise.all(
+        tokens.slice(i, i + 32).map((t) => fetch(url, { headers: { authorization: `Bearer ${t}` } }).then((r) => r.arrayBuffer())),
+      );
     let n = 0;
-    const firstSeenRps = await run([{ setupRequest: (req: { headers?: Record<string, string> }) => ({ ...req, headers: { ...req.headers, authorization: `Bearer ${tokens[n++ % tokens.length]}` } }) }], undefined);
+    const firstSeenRps = await run(
+      [
+        {
+          setupRequest: (req: { headers?: Record<string, string> }) => ({
+            ...req,
+            headers: { ...req.headers, authorization: `Bearer ${tokens[n++ % tokens.length]}` },
+          }),
+        },
+      ],
+      undefined,
+    );
     return { unknownRps, knownRps, firstSeenRps };
   } finally {
     await w.dispose();
   }
 }
 
-export async function runDrill(fake: FakeBaseten, options: DrillOptions & { authOnly?: boolean } = {}): Promise<{ markdown: string; runs: DrillRun[] }> {
+export async function runDrill(
+  fake: FakeBaseten,
+  options: DrillOptions & { authOnly?: boolean } = {},
+): Promise<{ markdown: string; runs: DrillRun[] }> {
   const o: Required<DrillOptions> = { clients: 50, locations: 3, callEveryMs: 100, warmupMs: 3_000, maxAfterMs: 75_000, ...options };
   const runs: DrillRun[] = [];
   if (!options.authOnly) {

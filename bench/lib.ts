@@ -124,7 +124,9 @@ export async function startWorker(spec: WorkerSpec): Promise<StartedWorker> {
 export async function migrate(mf: Miniflare): Promise<void> {
   const db = await mf.getD1Database("DB", "worker");
   const dir = path.join(ROOT, "migrations");
-  for (const file of readdirSync(dir).filter((f) => f.endsWith(".sql")).sort()) {
+  for (const file of readdirSync(dir)
+    .filter((f) => f.endsWith(".sql"))
+    .sort()) {
     const statements = unstable_splitSqlQuery(readFileSync(path.join(dir, file), "utf8"));
     await db.batch(statements.map((s) => db.prepare(s)));
   }

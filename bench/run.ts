@@ -23,7 +23,20 @@ import path from "node:path";
 import autocannon from "autocannon";
 import { type FakeBaseten, startFakeBaseten } from "../dev/fake-baseten.ts";
 import { runScale, scaleMarkdown } from "./scale.ts";
-import { BUNDLE_DIR, ROOT, type StartedWorker, buildBundle, cpuSeconds, median, migrate, peakRssMiB, randomB64, sha256Hex, sleep, startWorker } from "./lib.ts";
+import {
+  BUNDLE_DIR,
+  ROOT,
+  type StartedWorker,
+  buildBundle,
+  cpuSeconds,
+  median,
+  migrate,
+  peakRssMiB,
+  randomB64,
+  sha256Hex,
+  sleep,
+  startWorker,
+} from "./lib.ts";
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -41,7 +54,8 @@ const ONLY = (() => {
   const i = process.argv.indexOf("--only");
   if (i < 0) return null;
   const part = process.argv[i + 1];
-  if (part !== "read" && part !== "rotation" && part !== "queue" && part !== "drill" && part !== "scale") throw new Error("--only takes read, rotation, queue, drill or scale");
+  if (part !== "read" && part !== "rotation" && part !== "queue" && part !== "drill" && part !== "scale")
+    throw new Error("--only takes read, rotation, queue, drill or scale");
   return part;
 })();
 /** --compare <bundle.js>: a second rotator bundle under the same load, e.g. the previous build. */
@@ -52,7 +66,9 @@ const COMPARE = (() => {
 const LATENCY_MS = 100;
 const CONCURRENCY = 6;
 const TEAM = "team-bench";
-const WORKERD_VERSION = (JSON.parse(readFileSync(path.join(ROOT, "node_modules", "workerd", "package.json"), "utf8")) as { version: string }).version;
+const WORKERD_VERSION = (
+  JSON.parse(readFileSync(path.join(ROOT, "node_modules", "workerd", "package.json"), "utf8")) as { version: string }
+).version;
 
 const started: StartedWorker[] = [];
 let fake: FakeBaseten | null = null;
@@ -70,7 +86,9 @@ function setId(i: number) {
 }
 
 function modelSets(n: number) {
-  return Object.fromEntries(Array.from({ length: n }, (_, i) => [setId(i), { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" }]));
+  return Object.fromEntries(
+    Array.from({ length: n }, (_, i) => [setId(i), { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" }]),
+  );
 }
 
 async function fakeTenant(latencyMs: number): Promise<string> {
@@ -88,7 +106,10 @@ async function fakeCounts(key: string): Promise<Record<string, number>> {
 function bundleModules(main: "index.js" | "counting-worker.js") {
   const rotator = { path: path.join(BUNDLE_DIR, "index.js"), contents: readFileSync(path.join(BUNDLE_DIR, "index.js"), "utf8") };
   if (main === "index.js") return [rotator];
-  const wrapper = { path: path.join(BUNDLE_DIR, "counting-worker.js"), contents: readFileSync(path.join(ROOT, "bench", "counting-worker.js"), "utf8") };
+  const wrapper = {
+    path: path.join(BUNDLE_DIR, "counting-worker.js"),
+    contents: readFileSync(path.join(ROOT, "bench", "counting-worker.js"), "utf8"),
+  };
   return [wrapper, rotator];
 }
 
@@ -171,7 +192,9 @@ async function readPath() {
   const bodyBytes = Buffer.byteLength(rotator.body);
   // A JSON string of exactly the document's size.
   const floor = await launch({
-    modules: [{ path: path.join(ROOT, "bench", "floor-worker.js"), contents: readFileSync(path.join(ROOT, "bench", "floor-worker.js"), "utf8") }],
+    modules: [
+      { path: path.join(ROOT, "bench", "floor-worker.js"), contents: readFileSync(path.join(ROOT, "bench", "floor-worker.js"), "utf8") },
+    ],
     storage: false,
     vars: { BODY: JSON.stringify("x".repeat(bodyBytes - 2)) },
   });
@@ -197,7 +220,9 @@ async function readPath() {
       const r = await load(t.url, t.headers, SECONDS, t.pid);
       if (r.non2xx > 0 || r.errors > 0) throw new Error(`${name}: ${r.non2xx} non-2xx answers and ${r.errors} errors under load`);
       runs[name]!.push(r);
-      say(`  round ${round + 1} ${name.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  ${r.cpuUsPerReq.toFixed(1)} µs CPU/req`);
+      say(
+        `  round ${round + 1} ${name.padEnd(7)} ${r.rps.toFixed(0).padStart(6)} req/s  p50 ${r.p50} ms  p99 ${r.p99} ms  ${r.cpuUsPerReq.toFixed(1)} µs CPU/req`,
+      );
     }
   }
   const summary = (list: LoadResult[]): Summary => ({
@@ -240,7 +265,10 @@ async function counters(w: StartedWorker, reset = false): Promise<Counters> {
 
 async function sql<T>(w: StartedWorker, query: string, ...params: unknown[]): Promise<T[]> {
   const db = await w.mf.getD1Database("DB", "worker");
-  const { results } = await db.prepare(query).bind(...params).all();
+  const { results } = await db
+    .prepare(query)
+    .bind(...params)
+    .all();
   return results as T[];
 }
 
@@ -251,7 +279,7 @@ async function countCurrent(w: StartedWorker): Promise<number> {
 /** Waits until the counters stop moving (a queue consumer finishing its last batch). */
 async function settledCounters(w: StartedWorker): Promise<Counters> {
   let last = JSON.stringify(await counters(w));
-  for (let quiet = 0; quiet < 3; ) {
+  for (let quiet = 0; quiet < 3;) {
     await sleep(500);
     const now = JSON.stringify(await counters(w));
     quiet = now === last ? quiet + 1 : 0;
@@ -279,7 +307,8 @@ function cost(c: Counters, fakeCalls: Record<string, number>, sets: number): Cos
   const kvWrites = c.kv.put + c.kv.delete;
   const kvReads = c.kv.get + c.kv.getWithMetadata + c.kv.list;
   const basetenCalls = (fakeCalls.mint ?? 0) + (fakeCalls.list ?? 0) + (fakeCalls.revoke ?? 0);
-  if (basetenCalls !== c.fetch.total - c.fetch.other) throw new Error(`fetch count ${c.fetch.total} disagrees with the fake's ${basetenCalls} calls`);
+  if (basetenCalls !== c.fetch.total - c.fetch.other)
+    throw new Error(`fetch count ${c.fetch.total} disagrees with the fake's ${basetenCalls} calls`);
   return {
     sets,
     basetenCalls,
@@ -365,7 +394,8 @@ async function rotationInline() {
   await scheduled(w);
   const revocation = cost(await counters(w), await callsSince(tenant, before), SETS);
   const left = (await sql<{ n: number }>(w, "SELECT COUNT(*) AS n FROM keys WHERE state = 'previous'"))[0]!.n;
-  if (left !== 0 || revocation.revokes !== SETS) throw new Error(`revocation tick left ${left} previous keys (${revocation.revokes} revokes)`);
+  if (left !== 0 || revocation.revokes !== SETS)
+    throw new Error(`revocation tick left ${left} previous keys (${revocation.revokes} revokes)`);
   // A tick with nothing due: what every tick costs whatever it finds (reads, plan, sweep).
   before = await fakeCounts(tenant);
   await counters(w, true);
@@ -373,7 +403,16 @@ async function rotationInline() {
   const idleTick = cost(await counters(w), await callsSince(tenant, before), 1);
   const errors = w.logs.errors;
   await stop(w);
-  return { wallMs, cpuMsPerSet, callMs, first: perSet(first, idleTick), steady: perSet(steady, idleTick), revocation: perSet(revocation, idleTick), idleTick, errors };
+  return {
+    wallMs,
+    cpuMsPerSet,
+    callMs,
+    first: perSet(first, idleTick),
+    steady: perSet(steady, idleTick),
+    revocation: perSet(revocation, idleTick),
+    idleTick,
+    errors,
+  };
 }
 
 async function rotationQueue() {
@@ -396,8 +435,17 @@ async function rotationQueue() {
   const current = await countCurrent(w);
   if (current !== SETS) throw new Error(`queue path: ${current} current keys for ${SETS} sets`);
   c = await settledCounters(w);
-  const result = { wallMs, enqueuedMs, callMs: c.fetch.ms / Math.max(1, c.fetch.total), batches: c.invocations.queue, cost: cost(c, await fakeCounts(tenant), SETS), errors: w.logs.errors };
-  say(`  ${(wallMs / 1000).toFixed(2)} s for ${SETS} sets (${result.batches} consumer batches; a Baseten call took ${result.callMs.toFixed(1)} ms on average)`);
+  const result = {
+    wallMs,
+    enqueuedMs,
+    callMs: c.fetch.ms / Math.max(1, c.fetch.total),
+    batches: c.invocations.queue,
+    cost: cost(c, await fakeCounts(tenant), SETS),
+    errors: w.logs.errors,
+  };
+  say(
+    `  ${(wallMs / 1000).toFixed(2)} s for ${SETS} sets (${result.batches} consumer batches; a Baseten call took ${result.callMs.toFixed(1)} ms on average)`,
+  );
   await stop(w);
   return result;
 }
@@ -422,11 +470,22 @@ async function readCost() {
   await scheduled(w);
   await counters(w, true);
   const seconds = Math.min(SECONDS, 6);
-  const r = await autocannon({ url: `${w.url}/v1/keys/demo`, headers: { authorization: `Bearer ${token}` }, connections: 8, duration: seconds });
+  const r = await autocannon({
+    url: `${w.url}/v1/keys/demo`,
+    headers: { authorization: `Bearer ${token}` },
+    connections: 8,
+    duration: seconds,
+  });
   const c = await counters(w);
   await stop(w);
   if (r.non2xx > 0) throw new Error(`read cost run: ${r.non2xx} non-2xx answers`);
-  return { requests: r.requests.total, seconds, d1RoundTrips: c.d1.roundTrips, kvReads: c.kv.get + c.kv.getWithMetadata, fetches: c.fetch.total };
+  return {
+    requests: r.requests.total,
+    seconds,
+    d1RoundTrips: c.d1.roundTrips,
+    kvReads: c.kv.get + c.kv.getWithMetadata,
+    fetches: c.fetch.total,
+  };
 }
 
 // --- report --------------------------------------------------------------------------------
@@ -456,25 +515,113 @@ function report(r: Results): { markdown: string; missed: string[] } {
   const per = (c: Cost, k: keyof Cost) => (c[k] as number) / c.sets;
   const first = r.inline.first;
   const rows: string[][] = [
-    ["read path: requests/s (median)", f0(r.read.rotator.rps), `floor ${f0(r.read.floor.rps)}`, f2(readRatio), "≥ 0.85 of floor", mark(readRatio >= 0.85)],
+    [
+      "read path: requests/s (median)",
+      f0(r.read.rotator.rps),
+      `floor ${f0(r.read.floor.rps)}`,
+      f2(readRatio),
+      "≥ 0.85 of floor",
+      mark(readRatio >= 0.85),
+    ],
     ["read path: same-round ratio (median)", "", "", f2(r.read.pairedRatio), "", ""],
-    ...(r.read.compare ? [[`read path: --compare ${COMPARE} requests/s`, f0(r.read.compare.rps), `floor ${f0(r.read.floor.rps)}`, f2(r.read.compare.rps / r.read.floor.rps), "", ""]] : []),
+    ...(r.read.compare
+      ? [
+          [
+            `read path: --compare ${COMPARE} requests/s`,
+            f0(r.read.compare.rps),
+            `floor ${f0(r.read.floor.rps)}`,
+            f2(r.read.compare.rps / r.read.floor.rps),
+            "",
+            "",
+          ],
+        ]
+      : []),
     ["read path: p50 latency", `${r.read.rotator.p50} ms`, `floor ${r.read.floor.p50} ms`, "", "", ""],
     ["read path: p99 latency", `${r.read.rotator.p99} ms`, `floor ${r.read.floor.p99} ms`, "", "", ""],
-    ["read path: workerd CPU per request", `${f0(r.read.rotator.cpuUsPerReq)} µs`, `floor ${f0(r.read.floor.cpuUsPerReq)} µs`, f2(r.read.floor.cpuUsPerReq / r.read.rotator.cpuUsPerReq), "", ""],
-    ["read path: D1 queries / KV reads per 1,000 requests", `${f1((r.reads.d1RoundTrips * 1000) / r.reads.requests)} / ${f2((r.reads.kvReads * 1000) / r.reads.requests)}`, "0 / —", "", "no D1 on a KV hit", mark(r.reads.d1RoundTrips === 0)],
-    ["memory: peak RSS of workerd (read-path run)", `${f1(r.read.rssMiB.rotator)} MiB`, `floor ${f1(r.read.rssMiB.floor)} MiB`, f2(r.read.rssMiB.floor / r.read.rssMiB.rotator), "", ""],
-    [`rotation: ${SETS} sets inline, one tick`, `${f2(r.inline.wallMs / 1000)} s`, `ideal ${f2(idealMs / 1000)} s`, f2(inlineRatio), "≥ 0.8 of ideal", mark(inlineRatio >= 0.8)],
-    [`rotation: ${SETS} sets through the queue`, `${f2(r.queued.wallMs / 1000)} s`, `ideal ${f2(idealMs / 1000)} s`, f2(queueRatio), "≥ 0.8 of ideal", mark(queueRatio >= 0.8)],
-    ["cost per rotated set: Baseten calls", `${f3(per(first, "basetenCalls"))}`, "1 mint", "", "one mint", mark(first.mints === first.sets && first.basetenCalls === first.sets)],
+    [
+      "read path: workerd CPU per request",
+      `${f0(r.read.rotator.cpuUsPerReq)} µs`,
+      `floor ${f0(r.read.floor.cpuUsPerReq)} µs`,
+      f2(r.read.floor.cpuUsPerReq / r.read.rotator.cpuUsPerReq),
+      "",
+      "",
+    ],
+    [
+      "read path: D1 queries / KV reads per 1,000 requests",
+      `${f1((r.reads.d1RoundTrips * 1000) / r.reads.requests)} / ${f2((r.reads.kvReads * 1000) / r.reads.requests)}`,
+      "0 / —",
+      "",
+      "no D1 on a KV hit",
+      mark(r.reads.d1RoundTrips === 0),
+    ],
+    [
+      "memory: peak RSS of workerd (read-path run)",
+      `${f1(r.read.rssMiB.rotator)} MiB`,
+      `floor ${f1(r.read.rssMiB.floor)} MiB`,
+      f2(r.read.rssMiB.floor / r.read.rssMiB.rotator),
+      "",
+      "",
+    ],
+    [
+      `rotation: ${SETS} sets inline, one tick`,
+      `${f2(r.inline.wallMs / 1000)} s`,
+      `ideal ${f2(idealMs / 1000)} s`,
+      f2(inlineRatio),
+      "≥ 0.8 of ideal",
+      mark(inlineRatio >= 0.8),
+    ],
+    [
+      `rotation: ${SETS} sets through the queue`,
+      `${f2(r.queued.wallMs / 1000)} s`,
+      `ideal ${f2(idealMs / 1000)} s`,
+      f2(queueRatio),
+      "≥ 0.8 of ideal",
+      mark(queueRatio >= 0.8),
+    ],
+    [
+      "cost per rotated set: Baseten calls",
+      `${f3(per(first, "basetenCalls"))}`,
+      "1 mint",
+      "",
+      "one mint",
+      mark(first.mints === first.sets && first.basetenCalls === first.sets),
+    ],
     ["cost per rotated set: KV writes", f3(per(first, "kvWrites")), "1", "", "one KV write", mark(first.kvWrites === first.sets)],
-    ["cost per rotated set: D1 round trips (queries; a batch is one)", f3(per(first, "d1RoundTrips")), "≤ 3", "", "≤ 3 amortized", mark(per(first, "d1RoundTrips") <= 3)],
-    ["cost per rotated set: D1 statements", f3(per(first, "d1Statements")), "≤ 3", "", "≤ 3 amortized", mark(per(first, "d1Statements") <= 3)],
+    [
+      "cost per rotated set: D1 round trips (queries; a batch is one)",
+      f3(per(first, "d1RoundTrips")),
+      "≤ 3",
+      "",
+      "≤ 3 amortized",
+      mark(per(first, "d1RoundTrips") <= 3),
+    ],
+    [
+      "cost per rotated set: D1 statements",
+      f3(per(first, "d1Statements")),
+      "≤ 3",
+      "",
+      "≤ 3 amortized",
+      mark(per(first, "d1Statements") <= 3),
+    ],
     ["cost per rotated set: KV reads", f3(per(first, "kvReads")), "", "", "", ""],
     ["cost per rotated set: fetch subrequests", f3(per(first, "fetchSubrequests")), "", "", "", ""],
     ["cost per rotated set: all outbound operations", f3(per(first, "allOperations")), "", "", "", ""],
-    ["cost per tick, whatever is due", `${r.inline.idleTick.lists} list call, ${r.inline.idleTick.d1RoundTrips} D1 round trip(s), ${r.inline.idleTick.kvReads} KV list`, "", "", "", ""],
-    ["bundle: minified", kib(r.bundle.minifiedBytes), "< 32 KiB", f2(32 * 1024 / r.bundle.minifiedBytes), "< 32 KiB", mark(r.bundle.minifiedBytes < 32 * 1024)],
+    [
+      "cost per tick, whatever is due",
+      `${r.inline.idleTick.lists} list call, ${r.inline.idleTick.d1RoundTrips} D1 round trip(s), ${r.inline.idleTick.kvReads} KV list`,
+      "",
+      "",
+      "",
+      "",
+    ],
+    [
+      "bundle: minified",
+      kib(r.bundle.minifiedBytes),
+      "< 32 KiB",
+      f2((32 * 1024) / r.bundle.minifiedBytes),
+      "< 32 KiB",
+      mark(r.bundle.minifiedBytes < 32 * 1024),
+    ],
     ["bundle: minified + gzip", kib(r.bundle.gzipBytes), "", "", "", ""],
   ];
   const missed = rows.filter((row) => row[5] === "**missed**").map((row) => row[0]!);
@@ -516,12 +663,27 @@ The queue row is everything the tick and the consumer did, ÷ ${SETS}.
 A D1 round trip is one query or one batch. The KV read of a rotation is the check of what the cache holds before it is overwritten;
 "all operations" = fetches + D1 round trips + KV operations + queue sends.
 
-${table(["run", "mints", "lists", "revokes", "D1 round trips", "D1 statements", "KV writes", "KV reads", "queue msgs", "fetch subrequests", "all operations"], [
+${table(
+  [
+    "run",
+    "mints",
+    "lists",
+    "revokes",
+    "D1 round trips",
+    "D1 statements",
+    "KV writes",
+    "KV reads",
+    "queue msgs",
+    "fetch subrequests",
+    "all operations",
+  ],
+  [
     costRow("first rotation, inline", r.inline.first),
     costRow("rotation with a previous key, inline", r.inline.steady),
     costRow("revocation of the previous key, inline", r.inline.revocation),
     costRow("first rotation, through the queue", r.queued.cost),
-  ])}
+  ],
+)}
 
 workerd CPU during the inline tick: ${f1(r.inline.cpuMsPerSet)} ms per rotated set, an upper bound: it includes the local D1 and KV simulators, which run in the same process.
 Queue path: the tick enqueued ${SETS} messages in ${f0(r.queued.enqueuedMs)} ms; the consumer ran ${r.queued.batches} batches.
@@ -558,7 +720,15 @@ async function main() {
     console.log(JSON.stringify({ bundle, read, reads, inline, queued }, null, 2));
     return;
   }
-  const { markdown, missed } = report({ bundle, read, reads, inline, queued, load: { start, end: loadavg() }, seconds: (Date.now() - t0) / 1000 });
+  const { markdown, missed } = report({
+    bundle,
+    read,
+    reads,
+    inline,
+    queued,
+    load: { start, end: loadavg() },
+    seconds: (Date.now() - t0) / 1000,
+  });
   const out = path.join(ROOT, "bench", "results", "latest.md");
   mkdirSync(path.dirname(out), { recursive: true });
   writeFileSync(out, markdown);

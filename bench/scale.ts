@@ -57,7 +57,8 @@ const wranglerEnv = { ...process.env, WRANGLER_SEND_METRICS: "false", CLOUDFLARE
 /** A copy of the project that `wrangler deploy` can build, with its own rotator.config.json. */
 function projectWith(config: unknown): string {
   const dir = mkdtempSync(path.join(tmpdir(), "bkr-scale-"));
-  for (const entry of ["src", "migrations", "wrangler.toml", "package.json", "tsconfig.json"]) cpSync(path.join(ROOT, entry), path.join(dir, entry), { recursive: true });
+  for (const entry of ["src", "migrations", "wrangler.toml", "package.json", "tsconfig.json"])
+    cpSync(path.join(ROOT, entry), path.join(dir, entry), { recursive: true });
   symlinkSync(path.join(ROOT, "node_modules"), path.join(dir, "node_modules"), "dir");
   writeFileSync(path.join(dir, "rotator.config.json"), JSON.stringify(config, null, 1));
   return dir;
@@ -66,7 +67,11 @@ function projectWith(config: unknown): string {
 /** `wrangler deploy --dry-run --outdir <out>` in `cwd`; the bundle's size. */
 function dryRun(cwd: string, outdir: string): { bytes: number; gzipBytes: number } {
   rmSync(outdir, { recursive: true, force: true });
-  const run = spawnSync(process.execPath, [WRANGLER, "deploy", "--dry-run", "--outdir", outdir], { cwd, encoding: "utf8", env: wranglerEnv });
+  const run = spawnSync(process.execPath, [WRANGLER, "deploy", "--dry-run", "--outdir", outdir], {
+    cwd,
+    encoding: "utf8",
+    env: wranglerEnv,
+  });
   if (run.status !== 0) throw new Error(`wrangler deploy --dry-run failed in ${cwd}:\n${run.stdout}\n${run.stderr}`);
   const code = readFileSync(path.join(outdir, "index.js"));
   return { bytes: code.length, gzipBytes: gzipSync(code).length };
@@ -74,7 +79,11 @@ function dryRun(cwd: string, outdir: string): { bytes: number; gzipBytes: number
 
 async function counters(w: StartedWorker) {
   const res = await fetch(`${w.url}/__bench/counters`);
-  return (await res.json()) as { fetch: { total: number; ms: number }; kv: { put: number; lastPutAt: number }; invocations: { queue: number } };
+  return (await res.json()) as {
+    fetch: { total: number; ms: number };
+    kv: { put: number; lastPutAt: number };
+    invocations: { queue: number };
+  };
 }
 
 export async function runScale(opts: { sets?: number; latencyMs?: number; fake?: FakeBaseten } = {}): Promise<ScaleResult> {
@@ -83,7 +92,9 @@ export async function runScale(opts: { sets?: number; latencyMs?: number; fake?:
   const load = loadavg();
   const consumerToken = `scale_${randomB64(24).replace(/[^A-Za-z0-9]/g, "")}`;
   const config = {
-    MODEL_SETS: Object.fromEntries(Array.from({ length: sets }, (_, i) => [setId(i), { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" }])),
+    MODEL_SETS: Object.fromEntries(
+      Array.from({ length: sets }, (_, i) => [setId(i), { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" }]),
+    ),
     CONSUMERS: { "scale-reader": { token_sha256: sha256Hex(consumerToken), model_sets: [setId(0), setId(sets - 1)] } },
   };
   const project = projectWith(config);
@@ -105,7 +116,9 @@ export async function runScale(opts: { sets?: number; latencyMs?: number; fake?:
     const emptyDir = path.join(ROOT, "dist", "bench-scale-empty");
     const empty = dryRun(ROOT, emptyDir);
     rmSync(emptyDir, { recursive: true, force: true });
-    say(`  bundle ${(withSets.bytes / 1024).toFixed(0)} KiB (${(withSets.gzipBytes / 1024).toFixed(0)} KiB gzip) with the sets; ${(empty.bytes / 1024).toFixed(0)} KiB (${(empty.gzipBytes / 1024).toFixed(0)} KiB gzip) without`);
+    say(
+      `  bundle ${(withSets.bytes / 1024).toFixed(0)} KiB (${(withSets.gzipBytes / 1024).toFixed(0)} KiB gzip) with the sets; ${(empty.bytes / 1024).toFixed(0)} KiB (${(empty.gzipBytes / 1024).toFixed(0)} KiB gzip) without`,
+    );
 
     // The dry run's bundle, wrapped by the bench's counting worker, with no MODEL_SETS var.
     const tenant = `fake-mgmt-scale-${randomB64(9).replace(/[^A-Za-z0-9]/g, "")}`;
@@ -134,7 +147,9 @@ export async function runScale(opts: { sets?: number; latencyMs?: number; fake?:
     const firstAnswerMs = performance.now() - t0;
     if (health.status !== 200) throw new Error(`/healthz answered ${health.status}: ${await health.text()}`);
 
-    say(`  rotating ${sets} sets through the queue, fake latency ${latencyMs} ms, ${CONCURRENCY} calls in flight (ideal ${((sets * latencyMs) / CONCURRENCY / 1000).toFixed(1)} s)...`);
+    say(
+      `  rotating ${sets} sets through the queue, fake latency ${latencyMs} ms, ${CONCURRENCY} calls in flight (ideal ${((sets * latencyMs) / CONCURRENCY / 1000).toFixed(1)} s)...`,
+    );
     const start = Date.now();
     const worker = await w.mf.getWorker("worker");
     const tick = await worker.scheduled({ cron: "* * * * *", scheduledTime: new Date() });
@@ -177,7 +192,9 @@ export async function runScale(opts: { sets?: number; latencyMs?: number; fake?:
       errors: w.logs.errors,
       load,
     };
-    say(`  ${(wallMs / 1000).toFixed(1)} s for ${sets} sets: ${result.ratio.toFixed(2)} of the ideal ${(idealMs / 1000).toFixed(1)} s (${result.batches} batches; a Baseten call took ${result.callMs.toFixed(0)} ms on average)`);
+    say(
+      `  ${(wallMs / 1000).toFixed(1)} s for ${sets} sets: ${result.ratio.toFixed(2)} of the ideal ${(idealMs / 1000).toFixed(1)} s (${result.batches} batches; a Baseten call took ${result.callMs.toFixed(0)} ms on average)`,
+    );
     return result;
   } finally {
     if (w) await w.dispose();

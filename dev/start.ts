@@ -102,7 +102,10 @@ interface DevVars {
 function readDevVars(): DevVars {
   const text = readFileSync(DEV_VARS, "utf8");
   const tokenLine = text.split(/\r?\n/).find((l) => l.startsWith(TOKEN_COMMENT));
-  return { values: parseEnv(text) as Record<string, string>, demoToken: tokenLine ? tokenLine.slice(TOKEN_COMMENT.length).trim() || null : null };
+  return {
+    values: parseEnv(text) as Record<string, string>,
+    demoToken: tokenLine ? tokenLine.slice(TOKEN_COMMENT.length).trim() || null : null,
+  };
 }
 
 function wranglerBin(): string {
@@ -123,7 +126,12 @@ let child: ChildProcess | null = null;
 function spawnWrangler(args: string[], extraEnv: Record<string, string> = {}): ChildProcess {
   // stdin closed: wrangler takes its non-interactive path (no prompts, no hotkeys).
   // detached: its own process group, so stop() can end wrangler and everything it spawned.
-  child = spawn(process.execPath, [wranglerBin(), ...args], { cwd: ROOT, env: childEnv(extraEnv), stdio: ["ignore", "inherit", "inherit"], detached: true });
+  child = spawn(process.execPath, [wranglerBin(), ...args], {
+    cwd: ROOT,
+    env: childEnv(extraEnv),
+    stdio: ["ignore", "inherit", "inherit"],
+    detached: true,
+  });
   return child;
 }
 
@@ -255,7 +263,8 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => void stop(130));
   process.on("SIGTERM", () => void stop(143));
 
-  if (await portInUse(args.port, "127.0.0.1")) die(`port ${args.port} is already in use (another \`npm start\` or \`wrangler dev\`?); pick another with \`npm start -- --port N\``);
+  if (await portInUse(args.port, "127.0.0.1"))
+    die(`port ${args.port} is already in use (another \`npm start\` or \`wrangler dev\`?); pick another with \`npm start -- --port N\``);
 
   if (args.reset && existsSync(STATE_DIR)) {
     rmSync(STATE_DIR, { recursive: true, force: true });
@@ -320,7 +329,9 @@ async function main(): Promise<void> {
   }
   if (health.status !== 200) {
     const problems = (health.body as { problems?: string[] } | null)?.problems ?? [];
-    console.warn(`\nwarning: /healthz answered ${health.status}: the configuration in .dev.vars is invalid:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    console.warn(
+      `\nwarning: /healthz answered ${health.status}: the configuration in .dev.vars is invalid:\n${problems.map((p) => `  - ${p}`).join("\n")}`,
+    );
   }
   printTryLines(worker, fake.url, vars);
 }

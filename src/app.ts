@@ -128,7 +128,14 @@ export function createApp(options: AppOptions = {}, routes: Route[] = ROUTES) {
   };
 
   /** Runs one row: the config gate, then its fast answer or its handler; every error answered here. */
-  const run = (route: Route, request: Request, env: Env, ctx: ExecutionContext, p: Record<string, string>, useFast: boolean): Response | Promise<Response> => {
+  const run = (
+    route: Route,
+    request: Request,
+    env: Env,
+    ctx: ExecutionContext,
+    p: Record<string, string>,
+    useFast: boolean,
+  ): Response | Promise<Response> => {
     try {
       const loaded = loadConfig(env);
       if (!route.open && !loaded.ok) configInvalid(loaded.problems.length);

@@ -161,7 +161,14 @@ export class BasetenClient {
     return status === 404 ? "gone" : "revoked";
   }
 
-  private async call(op: "mint" | "list" | "revoke", method: string, url: string, body: string | undefined, deadline = Infinity, okStatuses: number[] = []): Promise<{ status: number; json: unknown }> {
+  private async call(
+    op: "mint" | "list" | "revoke",
+    method: string,
+    url: string,
+    body: string | undefined,
+    deadline = Infinity,
+    okStatuses: number[] = [],
+  ): Promise<{ status: number; json: unknown }> {
     let maybeApplied = false;
     let last: UpstreamError | null = null;
     for (let attempt = 1; attempt <= this.opts.maxAttempts; attempt++) {
@@ -194,7 +201,13 @@ export class BasetenClient {
         const timedOut = err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError");
         // The request may have reached Baseten before the connection broke.
         maybeApplied = maybeApplied || method !== "GET";
-        last = new UpstreamError(op, timedOut ? "timeout" : "network", null, `${op}: ${timedOut ? `no answer within ${this.opts.timeoutMs} ms` : "network error"}`, maybeApplied);
+        last = new UpstreamError(
+          op,
+          timedOut ? "timeout" : "network",
+          null,
+          `${op}: ${timedOut ? `no answer within ${this.opts.timeoutMs} ms` : "network error"}`,
+          maybeApplied,
+        );
         if (!(await this.backoff(attempt, null, deadline))) break;
         continue;
       }
@@ -213,7 +226,10 @@ export class BasetenClient {
         }
         return { status: res.status, json };
       }
-      const upstreamText = redact(typeof (json as { error?: unknown })?.error === "string" ? (json as { error: string }).error : text, this.opts.apiKey);
+      const upstreamText = redact(
+        typeof (json as { error?: unknown })?.error === "string" ? (json as { error: string }).error : text,
+        this.opts.apiKey,
+      );
       const message = `${op}: Baseten answered ${res.status}${upstreamText ? `: ${upstreamText}` : ""}`;
       if (res.status === 429) {
         last = new UpstreamError(op, "rate_limited", 429, message, maybeApplied);

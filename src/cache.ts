@@ -42,7 +42,13 @@ async function sealEntry(keyring: Keyring, key: CurrentKey): Promise<string> {
 async function openEntry(keyring: Keyring, set: string, sealed: string): Promise<CurrentKey | null> {
   const e = JSON.parse(await open(keyring, sealed, kvKey(set))) as Partial<CachedEntry>;
   if (e.v !== 2 || e.model_set !== set || typeof e.api_key !== "string" || typeof e.generation !== "number") return null;
-  if (typeof e.refresh_at !== "number" || typeof e.expires_at !== "number" || typeof e.created_at !== "number" || !Array.isArray(e.model_ids)) return null;
+  if (
+    typeof e.refresh_at !== "number" ||
+    typeof e.expires_at !== "number" ||
+    typeof e.created_at !== "number" ||
+    !Array.isArray(e.model_ids)
+  )
+    return null;
   const { v: _v, ...key } = e as CachedEntry;
   return { ...key, overlap_ms: typeof key.overlap_ms === "number" ? key.overlap_ms : 0 };
 }

@@ -32,7 +32,8 @@ export function readConfigFile(file: unknown): { vars: Partial<Record<FileVar, u
   }
   for (const [key, value] of Object.entries(file as Record<string, unknown>)) {
     if ((FILE_VARS as readonly string[]).includes(key)) vars[key as FileVar] = value;
-    else if (key !== "$schema" && !key.startsWith("//")) problems.push(`${CONFIG_FILE_NAME}: unknown key "${key}" (expected ${FILE_VARS.join(", ")})`);
+    else if (key !== "$schema" && !key.startsWith("//"))
+      problems.push(`${CONFIG_FILE_NAME}: unknown key "${key}" (expected ${FILE_VARS.join(", ")})`);
   }
   return { vars, problems };
 }

@@ -188,14 +188,20 @@ function parseSets(raw: Record<string, unknown>, problems: string[]): Map<string
     }
     const overlapMs = parseDuration(e.overlap);
     if (overlapMs === null) bad('overlap must be a duration like "1h", "2m" or whole seconds');
-    if (overlapMs !== null && overlapMs < MIN_OVERLAP_MS) bad("overlap must be at least 2m (KV serves stale values for up to 60 s and consumers need time to refetch)");
+    if (overlapMs !== null && overlapMs < MIN_OVERLAP_MS)
+      bad("overlap must be at least 2m (KV serves stale values for up to 60 s and consumers need time to refetch)");
     if (overlapMs !== null && rotateEveryMs !== null && overlapMs >= rotateEveryMs) {
-      bad(schedule ? `overlap must be shorter than the shortest gap between two schedule times (${formatMs(rotateEveryMs)})` : "overlap must be shorter than rotate_every");
+      bad(
+        schedule
+          ? `overlap must be shorter than the shortest gap between two schedule times (${formatMs(rotateEveryMs)})`
+          : "overlap must be shorter than rotate_every",
+      );
     }
     if (e.enabled !== undefined && typeof e.enabled !== "boolean") bad("enabled must be true or false");
     let teamId: string | undefined;
     if (e.team_id !== undefined) {
-      if (typeof e.team_id !== "string" || !TEAM_ID.test(e.team_id)) bad("team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)");
+      if (typeof e.team_id !== "string" || !TEAM_ID.test(e.team_id))
+        bad("team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)");
       else teamId = e.team_id;
     }
     let verify: VerifyConfig | undefined;
@@ -245,16 +251,21 @@ function parseOidc(value: unknown, bad: (msg: string) => void): OidcConsumerConf
     ok = false;
   };
   for (const field of Object.keys(o)) if (!OIDC_FIELDS.has(field)) no(`oidc: unknown field "${field}"`);
-  if (typeof o.issuer !== "string" || !isIssuerUrl(o.issuer)) no("oidc.issuer must be an https: URL (http: only on 127.0.0.1 or localhost with a port), without query or fragment");
-  if (typeof o.audience !== "string" || o.audience === "" || o.audience.length > 256) no("oidc.audience must be a non-empty string (at most 256 characters)");
-  if (typeof o.subject !== "string" || o.subject === "" || o.subject.length > 256) no("oidc.subject must be a non-empty string (at most 256 characters; * matches any run of characters)");
+  if (typeof o.issuer !== "string" || !isIssuerUrl(o.issuer))
+    no("oidc.issuer must be an https: URL (http: only on 127.0.0.1 or localhost with a port), without query or fragment");
+  if (typeof o.audience !== "string" || o.audience === "" || o.audience.length > 256)
+    no("oidc.audience must be a non-empty string (at most 256 characters)");
+  if (typeof o.subject !== "string" || o.subject === "" || o.subject.length > 256)
+    no("oidc.subject must be a non-empty string (at most 256 characters; * matches any run of characters)");
   const claims: Record<string, string> = {};
   if (o.claims !== undefined) {
-    if (typeof o.claims !== "object" || o.claims === null || Array.isArray(o.claims)) no("oidc.claims must be an object of claim name -> exact string value");
+    if (typeof o.claims !== "object" || o.claims === null || Array.isArray(o.claims))
+      no("oidc.claims must be an object of claim name -> exact string value");
     else
       for (const [k, v] of Object.entries(o.claims as Record<string, unknown>)) {
         if (typeof v !== "string") no(`oidc.claims.${k} must be a string`);
-        else if (["iss", "aud", "sub", "exp", "nbf", "iat"].includes(k)) no(`oidc.claims.${k}: use issuer, audience or subject (time claims are always checked)`);
+        else if (["iss", "aud", "sub", "exp", "nbf", "iat"].includes(k))
+          no(`oidc.claims.${k}: use issuer, audience or subject (time claims are always checked)`);
         else claims[k] = v;
       }
   }
@@ -262,7 +273,12 @@ function parseOidc(value: unknown, bad: (msg: string) => void): OidcConsumerConf
 }
 
 function formatMs(ms: number): string {
-  for (const [unit, size] of [["d", 86_400_000], ["h", 3_600_000], ["m", 60_000]] as const) if (ms % size === 0) return `${ms / size}${unit}`;
+  for (const [unit, size] of [
+    ["d", 86_400_000],
+    ["h", 3_600_000],
+    ["m", 60_000],
+  ] as const)
+    if (ms % size === 0) return `${ms / size}${unit}`;
   return `${Math.round(ms / 1000)}s`;
 }
 
@@ -300,11 +316,13 @@ function parseVerify(value: unknown, bad: (msg: string) => void): VerifyConfig |
   if (!VERIFY_METHODS.has(method)) no(`method must be one of ${[...VERIFY_METHODS].join(", ")}`);
   const headers: Record<string, string> = {};
   if (v.headers !== undefined) {
-    if (typeof v.headers !== "object" || v.headers === null || Array.isArray(v.headers)) no("headers must be an object of header names to string values");
+    if (typeof v.headers !== "object" || v.headers === null || Array.isArray(v.headers))
+      no("headers must be an object of header names to string values");
     else
       for (const [name, val] of Object.entries(v.headers as Record<string, unknown>)) {
         if (!HEADER_NAME.test(name)) no(`headers: "${name.slice(0, 40)}" is not a header name`);
-        else if (name.toLowerCase() === "authorization") no("headers must not set authorization (the new key is sent as Authorization: Api-Key <key>)");
+        else if (name.toLowerCase() === "authorization")
+          no("headers must not set authorization (the new key is sent as Authorization: Api-Key <key>)");
         else if (typeof val !== "string" || /[\r\n\0]/.test(val)) no(`headers.${name} must be a string on one line`);
         else headers[name] = val;
       }
@@ -312,7 +330,11 @@ function parseVerify(value: unknown, bad: (msg: string) => void): VerifyConfig |
   if (v.body !== undefined && (method === "GET" || method === "HEAD")) no(`body cannot be sent with ${method}`);
   let expect: number[] | undefined;
   if (v.expect !== undefined) {
-    if (!Array.isArray(v.expect) || v.expect.length === 0 || !v.expect.every((n) => Number.isInteger(n) && (n as number) >= 100 && (n as number) <= 599)) {
+    if (
+      !Array.isArray(v.expect) ||
+      v.expect.length === 0 ||
+      !v.expect.every((n) => Number.isInteger(n) && (n as number) >= 100 && (n as number) <= 599)
+    ) {
       no("expect must be a non-empty list of HTTP statuses (100-599)");
     } else if (v.expect.some((n) => n === 401 || n === 403)) {
       no("expect must not include 401 or 403: those mean the new key does not work");
@@ -346,10 +368,12 @@ function parseConsumers(raw: Record<string, unknown>, setIds: Set<string> | null
     let kind: ConsumerConfig["kind"] | null = null;
     let oidc: OidcConsumerConfig | null = null;
     const hash = e.token_sha256;
-    if (kinds.length !== 1) bad(`needs exactly one of token_sha256, oidc or "binding": true (found ${kinds.length === 0 ? "none" : kinds.join(" and ")})`);
+    if (kinds.length !== 1)
+      bad(`needs exactly one of token_sha256, oidc or "binding": true (found ${kinds.length === 0 ? "none" : kinds.join(" and ")})`);
     else if (kinds[0] === "token_sha256") {
       kind = "token";
-      if (typeof hash !== "string" || !SHA256_HEX.test(hash)) bad("token_sha256 must be the lowercase hex SHA-256 of the token (64 characters)");
+      if (typeof hash !== "string" || !SHA256_HEX.test(hash))
+        bad("token_sha256 must be the lowercase hex SHA-256 of the token (64 characters)");
       else if (seenHashes.has(hash)) bad(`token_sha256 is the same as CONSUMERS.${seenHashes.get(hash)}`);
       else seenHashes.set(hash, name);
     } else if (kinds[0] === "oidc") {
@@ -357,7 +381,8 @@ function parseConsumers(raw: Record<string, unknown>, setIds: Set<string> | null
       oidc = parseOidc(e.oidc, bad);
     } else {
       kind = "binding";
-      if (e.binding !== true) bad('binding must be true (a Worker on this account calling over a service binding with props = { consumer = "<name>" })');
+      if (e.binding !== true)
+        bad('binding must be true (a Worker on this account calling over a service binding with props = { consumer = "<name>" })');
     }
     const grants = e.model_sets;
     if (!Array.isArray(grants) || !grants.every((s) => typeof s === "string")) bad("model_sets must be an array of set ids");
@@ -428,7 +453,8 @@ export function webhookSecretProblem(value: unknown): string | null {
   const b64 = value.slice(6);
   const n = /^[A-Za-z0-9+/]+={0,2}$/.test(b64) ? decodedLength(b64) : -1;
   if (n < 0 || b64.length % 4 === 1) return "must be whsec_<base64>: the part after whsec_ does not decode as base64";
-  if (n < MIN_WEBHOOK_SECRET_BYTES) return `is too weak: ${n} bytes after whsec_, at least ${MIN_WEBHOOK_SECRET_BYTES} needed (e.g. whsec_$(openssl rand -base64 32))`;
+  if (n < MIN_WEBHOOK_SECRET_BYTES)
+    return `is too weak: ${n} bytes after whsec_, at least ${MIN_WEBHOOK_SECRET_BYTES} needed (e.g. whsec_$(openssl rand -base64 32))`;
   return null;
 }
 
@@ -436,12 +462,19 @@ export function webhookSecretProblem(value: unknown): string | null {
  * A space-separated secret list. Leading and trailing whitespace is ignored (a newline from an
  * editor); an empty entry inside (two spaces) is a problem. Entries are named by position only.
  */
-function secretList(name: string, value: string | undefined, problems: string[], max: number, check: (entry: string) => string | null): string[] | null {
+function secretList(
+  name: string,
+  value: string | undefined,
+  problems: string[],
+  max: number,
+  check: (entry: string) => string | null,
+): string[] | null {
   if (value === undefined || value.trim() === "") return [];
   const entries = value.trim().split(" ");
   const before = problems.length;
   const label = (i: number) => (entries.length === 1 ? name : `${name} (entry ${i + 1} of ${entries.length})`);
-  if (entries.length > max) problems.push(`${name}: ${entries.length} entries, at most ${max} (keep the new value and the one being phased out)`);
+  if (entries.length > max)
+    problems.push(`${name}: ${entries.length} entries, at most ${max} (keep the new value and the one being phased out)`);
   const seen = new Map<string, number>();
   entries.forEach((entry, i) => {
     if (entry === "") return void problems.push(`${name} (entry ${i + 1} of ${entries.length}): empty (two spaces in a row)`);
@@ -468,7 +501,10 @@ function encryptionKeyProblem(entry: string): string | null {
 function collidingConsumers(name: string, tokens: string[], hashes: Map<string, string>, problems: string[]): void {
   tokens.forEach((token, i) => {
     const consumer = hashes.get(sha256HexSync(token));
-    if (consumer) problems.push(`${tokens.length === 1 ? name : `${name} (entry ${i + 1} of ${tokens.length})`}: is the token of CONSUMERS.${consumer} (its SHA-256 equals that consumer's token_sha256); give each its own token`);
+    if (consumer)
+      problems.push(
+        `${tokens.length === 1 ? name : `${name} (entry ${i + 1} of ${tokens.length})`}: is the token of CONSUMERS.${consumer} (its SHA-256 equals that consumer's token_sha256); give each its own token`,
+      );
   });
 }
 
@@ -527,7 +563,10 @@ export function parseConfig(env: Env): ConfigResult {
     /* reported below */
   }
   if (!apiUrl || (apiUrl.protocol !== "https:" && apiUrl.protocol !== "http:")) problems.push("BASETEN_API_BASE: must be an http(s) URL");
-  else if (!isHttpsOrLoopback(apiUrl)) problems.push("BASETEN_API_BASE: must be https: (http: would send the management key in clear text; allowed only on localhost or 127.0.0.1)");
+  else if (!isHttpsOrLoopback(apiUrl))
+    problems.push(
+      "BASETEN_API_BASE: must be https: (http: would send the management key in clear text; allowed only on localhost or 127.0.0.1)",
+    );
   const teamId = typeof env.BASETEN_TEAM_ID === "string" ? env.BASETEN_TEAM_ID.trim() : "";
   if (!teamId) problems.push("BASETEN_TEAM_ID: missing");
   else if (!TEAM_ID.test(teamId)) problems.push("BASETEN_TEAM_ID: must be letters, digits, - or _");
@@ -547,11 +586,20 @@ export function parseConfig(env: Env): ConfigResult {
   const encryptionKey = env.ENCRYPTION_KEY ?? "";
   if (!encryptionKey) problems.push("ENCRYPTION_KEY: missing secret (base64 of 32 random bytes)");
   else if (encryptionKeyProblem(encryptionKey)) problems.push("ENCRYPTION_KEY: must be base64 of exactly 32 bytes");
-  const previousKeys = secretList("ENCRYPTION_KEY_PREVIOUS", env.ENCRYPTION_KEY_PREVIOUS, problems, MAX_PREVIOUS_KEYS, encryptionKeyProblem);
+  const previousKeys = secretList(
+    "ENCRYPTION_KEY_PREVIOUS",
+    env.ENCRYPTION_KEY_PREVIOUS,
+    problems,
+    MAX_PREVIOUS_KEYS,
+    encryptionKeyProblem,
+  );
   if (previousKeys && encryptionKey && !encryptionKeyProblem(encryptionKey)) {
     const primaryId = keyId(encryptionKey);
     previousKeys.forEach((k, i) => {
-      if (keyId(k) === primaryId) problems.push(`ENCRYPTION_KEY_PREVIOUS${previousKeys.length === 1 ? "" : ` (entry ${i + 1} of ${previousKeys.length})`}: the same key as ENCRYPTION_KEY (key id ${primaryId})`);
+      if (keyId(k) === primaryId)
+        problems.push(
+          `ENCRYPTION_KEY_PREVIOUS${previousKeys.length === 1 ? "" : ` (entry ${i + 1} of ${previousKeys.length})`}: the same key as ENCRYPTION_KEY (key id ${primaryId})`,
+        );
     });
   }
   const webhookSecrets = secretList("WEBHOOK_SECRET", env.WEBHOOK_SECRET, problems, MAX_LIST_ENTRIES, webhookSecretProblem);
@@ -566,7 +614,8 @@ export function parseConfig(env: Env): ConfigResult {
   const maxAttempts = intVar("BASETEN_MAX_ATTEMPTS", env.BASETEN_MAX_ATTEMPTS, 3, 1, 5, problems);
   const concurrency = intVar("BASETEN_CONCURRENCY", env.BASETEN_CONCURRENCY, 6, 1, 6, problems);
   const inlineBudget = intVar("INLINE_ROTATION_BUDGET", env.INLINE_ROTATION_BUDGET, 20, 0, 10_000, problems);
-  if (timeoutMs * maxAttempts > 60_000) problems.push("BASETEN_TIMEOUT_MS x BASETEN_MAX_ATTEMPTS: must stay within 60 s so one rotation fits its 90 s lease");
+  if (timeoutMs * maxAttempts > 60_000)
+    problems.push("BASETEN_TIMEOUT_MS x BASETEN_MAX_ATTEMPTS: must stay within 60 s so one rotation fits its 90 s lease");
 
   if (problems.length > 0) return { ok: false, problems };
   return {

@@ -26,7 +26,14 @@ export interface PlannedRun {
 }
 
 /** Which sets have work at `now`, from the tick's snapshot of D1 and KV's list. */
-function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed: Map<string, number> | null, now: number, tickMs: number): PlannedRun[] {
+function planTick(
+  config: Config,
+  rows: KeyRow[],
+  sets: SetRow[],
+  listed: Map<string, number> | null,
+  now: number,
+  tickMs: number,
+): PlannedRun[] {
   const bySet = new Map<string, KeyRow[]>();
   for (const r of rows) {
     let list = bySet.get(r.model_set);
@@ -39,13 +46,24 @@ function planTick(config: Config, rows: KeyRow[], sets: SetRow[], listed: Map<st
   for (const id of [...ids].sort()) {
     const setRows = (bySet.get(id) ?? []).sort((a, b) => a.generation - b.generation);
     const cache = cacheBySet.get(id) ?? null;
-    const snap: Snapshot = { set: id, rows: setRows, cache, maxGeneration: Math.max(0, ...setRows.map((r) => r.generation)), onDemandMints: [] };
+    const snap: Snapshot = {
+      set: id,
+      rows: setRows,
+      cache,
+      maxGeneration: Math.max(0, ...setRows.map((r) => r.generation)),
+      onDemandMints: [],
+    };
     const current = setRows.find((r) => r.state === "current");
     const recache =
-      listed !== null && current !== undefined && cache?.cached_generation === current.generation && listed.get(id) !== current.generation && (cache.cached_at ?? 0) <= now - CACHE_SETTLE_MS;
+      listed !== null &&
+      current !== undefined &&
+      cache?.cached_generation === current.generation &&
+      listed.get(id) !== current.generation &&
+      (cache.cached_at ?? 0) <= now - CACHE_SETTLE_MS;
     const steps = plan(snap, config.sets.get(id) as SetConfig | undefined, now, { mint: "due", recache, tickMs });
     if (steps.length > 0) out.push({ model_set: id, recache, mint: steps.some((s) => s.kind === "mint") });
-    else if (setRows.some((r) => r.state === "pending" && r.created_at > now - LEASE_MS)) log("info", "run.skipped", { model_set: id, reason: "a rotation of this set is in flight" });
+    else if (setRows.some((r) => r.state === "pending" && r.created_at > now - LEASE_MS))
+      log("info", "run.skipped", { model_set: id, reason: "a rotation of this set is in flight" });
   }
   return out;
 }
@@ -90,19 +108,28 @@ export async function tick(engine: Engine, queue?: Queue<RotationMessage>): Prom
   // Leftovers first: keys at Baseten under names D1 has written off.
   await sweep(engine, now + RUN_BUDGET_MS, rows).catch((err) => log("warn", "sweep.failed", { error: errorText(err) }));
   // Re-seal a bounded batch of stored keys sealed under another ENCRYPTION_KEY (src/reseal.ts), on every tick, fan-out or not.
-  await resealBatch(engine.db, engine.kv, engine.config.keyring, undefined, now, engine.clock).catch((err) => log("warn", "reseal.failed", { error: errorText(err) }));
+  await resealBatch(engine.db, engine.kv, engine.config.keyring, undefined, now, engine.clock).catch((err) =>
+    log("warn", "reseal.failed", { error: errorText(err) }),
+  );
 
   const planned = planTick(engine.config, rows, sets, listed, now, tickMs);
   if (queue && planned.length > engine.config.inlineBudget) {
     // Too many for one invocation's limits: one message per set, the queue consumer runs each.
     for (let i = 0; i < planned.length; i += 100) {
-      await queue.sendBatch(planned.slice(i, i + 100).map((p) => ({ body: { model_set: p.model_set, tick_at: now, tick_ms: tickMs, mint: p.mint, ...(p.recache ? { recache: true } : {}) } })));
+      await queue.sendBatch(
+        planned.slice(i, i + 100).map((p) => ({
+          body: { model_set: p.model_set, tick_at: now, tick_ms: tickMs, mint: p.mint, ...(p.recache ? { recache: true } : {}) },
+        })),
+      );
     }
     log("info", "tick", { planned: planned.length, inline: 0, queued: planned.length });
     return { planned: planned.length, inline: 0, queued: planned.length, results: [] };
   }
-  const results = await pool(planned, runsInFlight(engine.config), (p) => runSet(engine, p.model_set, { trigger: "cron", mint: "due", recache: p.recache, expectMint: p.mint, tickMs }));
-  for (const r of results) if (r.outcome === "busy") log("info", "run.skipped", { model_set: r.model_set, reason: "another run holds the lease" });
+  const results = await pool(planned, runsInFlight(engine.config), (p) =>
+    runSet(engine, p.model_set, { trigger: "cron", mint: "due", recache: p.recache, expectMint: p.mint, tickMs }),
+  );
+  for (const r of results)
+    if (r.outcome === "busy") log("info", "run.skipped", { model_set: r.model_set, reason: "another run holds the lease" });
   const count = (o: string) => results.filter((r) => r.outcome === o).length;
   log("info", "tick", { planned: planned.length, inline: planned.length, queued: 0, rotated: count("rotated"), failed: count("failed") });
   return { planned: planned.length, inline: planned.length, queued: 0, results };
@@ -118,7 +145,14 @@ export async function sweep(engine: Engine, deadline: number, liveRows: KeyRow[]
   const listed = (await engine.baseten.list(deadline)).filter((k) => typeof k.name === "string" && k.name.startsWith("bkr-"));
   // Keys the tick already read as live (pending/current/previous) are never swept: look up only the others.
   const live = new Set(liveRows.map((r) => r.name));
-  const known = new Map((await rowsByName(engine.db, listed.filter((k) => !live.has(k.name!)).map((k) => k.name!))).map((r) => [r.name, r]));
+  const known = new Map(
+    (
+      await rowsByName(
+        engine.db,
+        listed.filter((k) => !live.has(k.name!)).map((k) => k.name!),
+      )
+    ).map((r) => [r.name, r]),
+  );
   for (const r of liveRows) if (!known.has(r.name)) known.set(r.name, r);
   let deleted = 0;
   let unknown = 0;

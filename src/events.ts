@@ -61,7 +61,13 @@ const wants = (sub: EventSubscriber, type: string) => sub.events.length === 0 ||
 export const subscriberOrigin = (url: string) => new URL(url).origin;
 
 /** Schedules delivery of `events` to every interested subscriber; returns at once. */
-export function deliverEvents(config: Config, db: D1Database | null, events: OutboundEvent[], ctx: ExecutionContext, options: Partial<DeliveryOptions> = {}): void {
+export function deliverEvents(
+  config: Config,
+  db: D1Database | null,
+  events: OutboundEvent[],
+  ctx: ExecutionContext,
+  options: Partial<DeliveryOptions> = {},
+): void {
   if (config.events.length === 0 || events.length === 0) return;
   const opts = { ...DELIVERY_DEFAULTS, ...options };
   const jobs: Promise<void>[] = [];
@@ -74,12 +80,25 @@ export function deliverEvents(config: Config, db: D1Database | null, events: Out
 }
 
 /** The events of a tick's (or queue batch's) runs; a busy run did nothing and has none. */
-export function dispatchRunEvents(config: Config, db: D1Database | null, results: RunResult[], ctx: ExecutionContext, options: Partial<DeliveryOptions> = {}): void {
+export function dispatchRunEvents(
+  config: Config,
+  db: D1Database | null,
+  results: RunResult[],
+  ctx: ExecutionContext,
+  options: Partial<DeliveryOptions> = {},
+): void {
   const events = results.flatMap((r) => (r.outcome === "busy" ? [] : r.events));
   deliverEvents(config, db, events, ctx, options);
 }
 
-async function deliver(sub: EventSubscriber, id: string, event: OutboundEvent, body: string, db: D1Database | null, opts: DeliveryOptions): Promise<void> {
+async function deliver(
+  sub: EventSubscriber,
+  id: string,
+  event: OutboundEvent,
+  body: string,
+  db: D1Database | null,
+  opts: DeliveryOptions,
+): Promise<void> {
   let error = "";
   for (let attempt = 1; attempt <= opts.attempts; attempt++) {
     if (attempt > 1) await opts.sleep(opts.backoffMs * 2 ** (attempt - 2));
@@ -90,7 +109,15 @@ async function deliver(sub: EventSubscriber, id: string, event: OutboundEvent, b
     }
   }
   const origin = subscriberOrigin(sub.url);
-  log("warn", "event.delivery_failed", { subscriber: origin, event_id: id, event_type: event.type, model_set: event.model_set, generation: event.generation, attempts: opts.attempts, error });
+  log("warn", "event.delivery_failed", {
+    subscriber: origin,
+    event_id: id,
+    event_type: event.type,
+    model_set: event.model_set,
+    generation: event.generation,
+    attempts: opts.attempts,
+    error,
+  });
   if (!db) return;
   await recordDeliveryFailure(db, {
     subscriber: await sha256Hex(sub.url),
@@ -147,25 +174,33 @@ const NOTICE_RETENTION_MS = 30 * 86_400_000;
  */
 export async function afterTick(config: Config, db: D1Database, now: number): Promise<OutboundEvent[]> {
   const overdue = await db
-      .prepare(
-        `SELECT k.model_set, k.generation, k.refresh_at FROM keys k
+    .prepare(
+      `SELECT k.model_set, k.generation, k.refresh_at FROM keys k
          WHERE k.state = 'current' AND k.refresh_at < ?1
            AND NOT EXISTS (SELECT 1 FROM overdue_notices o WHERE o.model_set = k.model_set AND o.generation = k.generation)`,
-      )
-      .bind(now - OVERDUE_AFTER_MS)
-      .all();
-  const due = (overdue.results as { model_set: string; generation: number; refresh_at: number }[]).filter((r) => config.sets.get(r.model_set)?.enabled === true);
+    )
+    .bind(now - OVERDUE_AFTER_MS)
+    .all();
+  const due = (overdue.results as { model_set: string; generation: number; refresh_at: number }[]).filter(
+    (r) => config.sets.get(r.model_set)?.enabled === true,
+  );
   if (due.length === 0) return [];
   const statements: D1PreparedStatement[] = [db.prepare("DELETE FROM overdue_notices WHERE at < ?1").bind(now - NOTICE_RETENTION_MS)];
   for (let i = 0; i < due.length; i += 30) {
     const chunk = due.slice(i, i + 30);
     statements.push(
       db
-        .prepare(`INSERT INTO overdue_notices (model_set, generation, at) VALUES ${chunk.map((_, j) => `(?${j * 2 + 2}, ?${j * 2 + 3}, ?1)`).join(", ")} ON CONFLICT DO NOTHING RETURNING model_set, generation`)
+        .prepare(
+          `INSERT INTO overdue_notices (model_set, generation, at) VALUES ${chunk.map((_, j) => `(?${j * 2 + 2}, ?${j * 2 + 3}, ?1)`).join(", ")} ON CONFLICT DO NOTHING RETURNING model_set, generation`,
+        )
         .bind(now, ...chunk.flatMap((r) => [r.model_set, r.generation])),
     );
   }
-  const inserted = new Set((await db.batch(statements)).slice(1).flatMap((r) => (r.results as { model_set: string; generation: number }[]).map((x) => `${x.model_set}:${x.generation}`)));
+  const inserted = new Set(
+    (await db.batch(statements))
+      .slice(1)
+      .flatMap((r) => (r.results as { model_set: string; generation: number }[]).map((x) => `${x.model_set}:${x.generation}`)),
+  );
   return due
     .filter((r) => inserted.has(`${r.model_set}:${r.generation}`))
     .map((r) => ({

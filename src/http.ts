@@ -40,7 +40,8 @@ export const NO_STORE = { "cache-control": "no-store" } as const;
 
 /** The one place errors become responses; anything unexpected is a 500 without details. */
 export function errorResponse(err: unknown): Response {
-  if (err instanceof HttpError) return json({ error: err.code, message: err.message, ...err.extra } satisfies ErrorBody, err.status, err.headers);
+  if (err instanceof HttpError)
+    return json({ error: err.code, message: err.message, ...err.extra } satisfies ErrorBody, err.status, err.headers);
   console.error(JSON.stringify({ level: "error", event: "http.unhandled", error: err instanceof Error ? err.name : "unknown" }));
   return json({ error: "internal", message: "internal error" } satisfies ErrorBody, 500);
 }

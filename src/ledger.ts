@@ -102,7 +102,15 @@ export const ON_DEMAND_LIMIT = 10;
  * when the run finishes), and read the set as it stands under the lease: its live rows, its
  * cache record, its highest generation and (on demand) its recent on-demand mints.
  */
-export async function acquire(db: D1Database, set: string, holder: string, now: number, leaseMs: number, onDemand: boolean, pending: PendingRequest | null = null): Promise<Acquired> {
+export async function acquire(
+  db: D1Database,
+  set: string,
+  holder: string,
+  now: number,
+  leaseMs: number,
+  onDemand: boolean,
+  pending: PendingRequest | null = null,
+): Promise<Acquired> {
   const statements = [
     db
       .prepare(
@@ -111,17 +119,25 @@ export async function acquire(db: D1Database, set: string, holder: string, now: 
          WHERE sets.lease_holder IS NULL OR sets.lease_expires_at <= ?4`,
       )
       .bind(set, holder, now + leaseMs, now),
-    db.prepare("SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at, verify_failed_at FROM sets WHERE model_set = ?1").bind(set),
+    db
+      .prepare(
+        "SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at, verify_failed_at FROM sets WHERE model_set = ?1",
+      )
+      .bind(set),
     pending
       ? db.prepare(INSERT_PENDING).bind(set, holder, pending.suffix, JSON.stringify(pending.modelIds), pending.overlapMs, now)
       : db.prepare("SELECT 1 WHERE 0"),
-    db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') ORDER BY generation`).bind(set),
+    db
+      .prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') ORDER BY generation`)
+      .bind(set),
     db.prepare("SELECT COALESCE(MAX(generation), 0) AS g FROM keys WHERE model_set = ?1").bind(set),
   ];
   if (onDemand) {
     statements.push(
       db
-        .prepare("SELECT at FROM audit WHERE model_set = ?1 AND action = 'minted' AND trigger IN ('webhook', 'admin') AND at > ?2 ORDER BY at DESC LIMIT ?3")
+        .prepare(
+          "SELECT at FROM audit WHERE model_set = ?1 AND action = 'minted' AND trigger IN ('webhook', 'admin') AND at > ?2 ORDER BY at DESC LIMIT ?3",
+        )
         .bind(set, now - ON_DEMAND_WINDOW_MS, ON_DEMAND_LIMIT),
     );
   }
@@ -137,7 +153,12 @@ export async function acquire(db: D1Database, set: string, holder: string, now: 
       set,
       // This run's own pending is not part of the set's state the policy looks at: it is the mint's.
       rows,
-      cache: { model_set: set, cached_generation: lease.cached_generation, cached_at: lease.cached_at, verify_failed_at: lease.verify_failed_at ?? null },
+      cache: {
+        model_set: set,
+        cached_generation: lease.cached_generation,
+        cached_at: lease.cached_at,
+        verify_failed_at: lease.verify_failed_at ?? null,
+      },
       maxGeneration: Math.max(0, (results[4]!.results[0] as { g: number }).g - (own ? 1 : 0)),
       onDemandMints: onDemand ? (results[5]!.results as { at: number }[]).map((r) => r.at) : [],
     },
@@ -175,7 +196,10 @@ export interface Promotion {
  * held and the pending row is still pending (a recovery may have abandoned it). Returns the
  * rows it wrote, or null if it did not apply.
  */
-export async function promote(db: D1Database, p: Promotion): Promise<{ current: KeyRow; replaced: KeyRow | null; marked: KeyRow[] } | null> {
+export async function promote(
+  db: D1Database,
+  p: Promotion,
+): Promise<{ current: KeyRow; replaced: KeyRow | null; marked: KeyRow[] } | null> {
   // ?1 set, ?2 holder, ?3 generation, ?4 createdAt, ?10 webhook id (or null), ?11 claimed at
   const guard = `${LEASE_HELD} AND (?10 IS NULL OR EXISTS (SELECT 1 FROM webhook_receipts WHERE webhook_id = ?10 AND status = 0 AND received_at = ?11))`;
   const stillPending = "EXISTS (SELECT 1 FROM keys WHERE model_set = ?1 AND generation = ?3 AND state = 'pending')";
@@ -218,7 +242,9 @@ export async function promote(db: D1Database, p: Promotion): Promise<{ current: 
   if (p.receipt) {
     statements.push(
       db
-        .prepare(`UPDATE webhook_receipts SET status = 200, body = ?5 WHERE webhook_id = ?6 AND status = 0 AND received_at = ?7 AND ${isCurrent}`)
+        .prepare(
+          `UPDATE webhook_receipts SET status = 200, body = ?5 WHERE webhook_id = ?6 AND status = 0 AND received_at = ?7 AND ${isCurrent}`,
+        )
         .bind(...common, p.receipt.body, p.receipt.webhookId, p.receipt.claimedAt),
     );
   }
@@ -234,7 +260,13 @@ export async function promote(db: D1Database, p: Promotion): Promise<{ current: 
 }
 
 /** Moves the current key's promised expiry later (never earlier), under the lease. Returns the row, or null. */
-export async function extendPromise(db: D1Database, set: string, holder: string, generation: number, expiresAt: number): Promise<KeyRow | null> {
+export async function extendPromise(
+  db: D1Database,
+  set: string,
+  holder: string,
+  generation: number,
+  expiresAt: number,
+): Promise<KeyRow | null> {
   const row = await db
     .prepare(
       `UPDATE keys SET expires_at = MAX(COALESCE(expires_at, 0), ?4)
@@ -249,14 +281,23 @@ export async function extendPromise(db: D1Database, set: string, holder: string,
 /** A set removed from MODEL_SETS: its current key becomes previous and runs out its recorded promise. */
 export async function retireCurrent(db: D1Database, set: string, holder: string, generation: number, now: number): Promise<KeyRow | null> {
   const row = await db
-    .prepare(`UPDATE keys SET state = 'previous', replaced_at = ?4 WHERE model_set = ?1 AND generation = ?3 AND state = 'current' AND ${LEASE_HELD} RETURNING ${ROW_COLUMNS}`)
+    .prepare(
+      `UPDATE keys SET state = 'previous', replaced_at = ?4 WHERE model_set = ?1 AND generation = ?3 AND state = 'current' AND ${LEASE_HELD} RETURNING ${ROW_COLUMNS}`,
+    )
     .bind(set, holder, generation, now)
     .first();
   return row ? decode<KeyRow>(row) : null;
 }
 
 /** An explicit revocation is recorded (revoke_at, reason) before the keys are deleted at Baseten. */
-export async function recordRevokeIntent(db: D1Database, set: string, holder: string, generations: number[], now: number, reason: string): Promise<KeyRow[]> {
+export async function recordRevokeIntent(
+  db: D1Database,
+  set: string,
+  holder: string,
+  generations: number[],
+  now: number,
+  reason: string,
+): Promise<KeyRow[]> {
   if (generations.length === 0) return [];
   const { results } = await db
     .prepare(
@@ -270,14 +311,34 @@ export async function recordRevokeIntent(db: D1Database, set: string, holder: st
 }
 
 /** A pending whose key is known not to exist at Baseten (never minted, or found and deleted). */
-function abandonStatements(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): D1PreparedStatement[] {
+function abandonStatements(
+  db: D1Database,
+  set: string,
+  generation: number,
+  now: number,
+  trigger: string,
+  reason: string | null,
+): D1PreparedStatement[] {
   return [
-    db.prepare("UPDATE keys SET state = 'abandoned', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'").bind(set, generation, now),
-    db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'abandoned', ?4, ?5, ?3 WHERE changes() > 0").bind(set, generation, now, trigger, reason),
+    db
+      .prepare("UPDATE keys SET state = 'abandoned', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'")
+      .bind(set, generation, now),
+    db
+      .prepare(
+        "INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'abandoned', ?4, ?5, ?3 WHERE changes() > 0",
+      )
+      .bind(set, generation, now, trigger, reason),
   ];
 }
 
-export async function markAbandoned(db: D1Database, set: string, generation: number, now: number, trigger: string, reason: string | null): Promise<void> {
+export async function markAbandoned(
+  db: D1Database,
+  set: string,
+  generation: number,
+  now: number,
+  trigger: string,
+  reason: string | null,
+): Promise<void> {
   await db.batch(abandonStatements(db, set, generation, now, trigger, reason));
 }
 
@@ -316,17 +377,28 @@ export interface RunRecord {
 export async function finish(db: D1Database, f: Finish): Promise<{ current: CurrentRow | null }> {
   const statements: D1PreparedStatement[] = [];
   // A pending recorded with the lease that the plan did not mint with: it never reached Baseten.
-  if (f.unusedPending !== null) statements.push(db.prepare("DELETE FROM keys WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'").bind(f.set, f.unusedPending));
+  if (f.unusedPending !== null)
+    statements.push(
+      db.prepare("DELETE FROM keys WHERE model_set = ?1 AND generation = ?2 AND state = 'pending'").bind(f.set, f.unusedPending),
+    );
   for (const r of f.revoked) {
     statements.push(
-      db.prepare("UPDATE keys SET state = 'revoked', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'previous'").bind(f.set, r.generation, r.at),
-      db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'revoked', ?4, ?5, ?3 WHERE changes() > 0").bind(f.set, r.generation, r.at, f.trigger, r.reason),
+      db
+        .prepare("UPDATE keys SET state = 'revoked', revoked_at = ?3 WHERE model_set = ?1 AND generation = ?2 AND state = 'previous'")
+        .bind(f.set, r.generation, r.at),
+      db
+        .prepare(
+          "INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'revoked', ?4, ?5, ?3 WHERE changes() > 0",
+        )
+        .bind(f.set, r.generation, r.at, f.trigger, r.reason),
     );
   }
   if (f.cached) {
     statements.push(
       db
-        .prepare(`UPDATE keys SET kv_replaced_at = ?4 WHERE model_set = ?1 AND generation < ?3 AND state = 'previous' AND (?5 = 1 OR kv_replaced_at IS NULL) AND ${LEASE_HELD}`)
+        .prepare(
+          `UPDATE keys SET kv_replaced_at = ?4 WHERE model_set = ?1 AND generation < ?3 AND state = 'previous' AND (?5 = 1 OR kv_replaced_at IS NULL) AND ${LEASE_HELD}`,
+        )
         .bind(f.set, f.holder, f.cached.generation, f.cached.at, f.overwriteReplaced ? 1 : 0),
     );
   }
@@ -344,9 +416,20 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
          WHERE model_set = ?1 AND lease_holder = ?2`,
       )
       // A dropped entry is recorded as generation 0 (KV holds none): a current key then counts as behind.
-      .bind(f.set, f.holder, f.run?.trigger ?? null, f.run?.outcome ?? null, f.run?.error ?? null, f.run?.at ?? null, f.cached ? (f.cached.dropped ? 0 : f.cached.generation) : null, f.cached?.at ?? null, f.verifyFailedAt ?? null),
+      .bind(
+        f.set,
+        f.holder,
+        f.run?.trigger ?? null,
+        f.run?.outcome ?? null,
+        f.run?.error ?? null,
+        f.run?.at ?? null,
+        f.cached ? (f.cached.dropped ? 0 : f.cached.generation) : null,
+        f.cached?.at ?? null,
+        f.verifyFailedAt ?? null,
+      ),
   );
-  if (f.recheck) statements.push(db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(f.set));
+  if (f.recheck)
+    statements.push(db.prepare(`SELECT ${ROW_COLUMNS}, ciphertext FROM keys WHERE model_set = ?1 AND state = 'current'`).bind(f.set));
   const results = await db.batch(statements);
   const row = f.recheck ? results[results.length - 1]!.results[0] : undefined;
   return { current: row ? decode<CurrentRow>(row) : null };
@@ -355,7 +438,9 @@ export async function finish(db: D1Database, f: Finish): Promise<{ current: Curr
 /** The `failed` audit row of a run, written only while the run still holds the set's lease. */
 function failedAudit(db: D1Database, set: string, holder: string, run: RunRecord): D1PreparedStatement {
   return db
-    .prepare(`INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, NULL, 'failed', ?3, ?4, ?5 WHERE ${LEASE_HELD}`)
+    .prepare(
+      `INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, NULL, 'failed', ?3, ?4, ?5 WHERE ${LEASE_HELD}`,
+    )
     .bind(set, holder, run.trigger, run.error, run.at);
 }
 
@@ -379,7 +464,9 @@ export async function release(db: D1Database, set: string, holder: string, run: 
  */
 export async function recordCacheRegressed(db: D1Database, set: string, written: number, current: number): Promise<void> {
   await db.batch([
-    db.prepare("UPDATE keys SET kv_replaced_at = NULL WHERE model_set = ?1 AND generation >= ?2 AND generation < ?3").bind(set, written, current),
+    db
+      .prepare("UPDATE keys SET kv_replaced_at = NULL WHERE model_set = ?1 AND generation >= ?2 AND generation < ?3")
+      .bind(set, written, current),
     db.prepare("UPDATE sets SET cached_generation = ?2 WHERE model_set = ?1").bind(set, written),
   ]);
 }
@@ -387,8 +474,16 @@ export async function recordCacheRegressed(db: D1Database, set: string, written:
 /** After a repair write of `generation` (not fenced, see recordCacheRegressed): only raises times. */
 export async function recordCacheRepaired(db: D1Database, set: string, generation: number, at: number): Promise<void> {
   await db.batch([
-    db.prepare("UPDATE keys SET kv_replaced_at = MAX(COALESCE(kv_replaced_at, 0), ?3) WHERE model_set = ?1 AND generation < ?2 AND state = 'previous'").bind(set, generation, at),
-    db.prepare("UPDATE sets SET cached_generation = ?2, cached_at = ?3 WHERE model_set = ?1 AND (cached_generation IS NULL OR cached_generation <= ?2)").bind(set, generation, at),
+    db
+      .prepare(
+        "UPDATE keys SET kv_replaced_at = MAX(COALESCE(kv_replaced_at, 0), ?3) WHERE model_set = ?1 AND generation < ?2 AND state = 'previous'",
+      )
+      .bind(set, generation, at),
+    db
+      .prepare(
+        "UPDATE sets SET cached_generation = ?2, cached_at = ?3 WHERE model_set = ?1 AND (cached_generation IS NULL OR cached_generation <= ?2)",
+      )
+      .bind(set, generation, at),
   ]);
 }
 
@@ -408,14 +503,25 @@ export async function liveRows(db: D1Database): Promise<KeyRow[]> {
  * The cron's one round trip: record that a tick ran (engine status), and read every live row and
  * every set's cache record.
  */
-export async function tickSnapshot(db: D1Database, now: number): Promise<{ rows: KeyRow[]; sets: SetRow[]; previousTickAt: number | null }> {
+export async function tickSnapshot(
+  db: D1Database,
+  now: number,
+): Promise<{ rows: KeyRow[]; sets: SetRow[]; previousTickAt: number | null }> {
   const [previous, , rows, sets] = await db.batch([
     db.prepare("SELECT value FROM meta WHERE name = 'last_tick_at'"),
-    db.prepare("INSERT INTO meta (name, value) VALUES ('last_tick_at', ?1) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)").bind(now),
+    db
+      .prepare(
+        "INSERT INTO meta (name, value) VALUES ('last_tick_at', ?1) ON CONFLICT (name) DO UPDATE SET value = MAX(value, excluded.value)",
+      )
+      .bind(now),
     db.prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE state IN ('pending', 'current', 'previous')`),
     db.prepare("SELECT model_set, cached_generation, cached_at, verify_failed_at FROM sets"),
   ]);
-  return { rows: decodeAll<KeyRow>(rows!.results), sets: sets!.results as unknown as SetRow[], previousTickAt: (previous!.results[0] as { value: number } | undefined)?.value ?? null };
+  return {
+    rows: decodeAll<KeyRow>(rows!.results),
+    sets: sets!.results as unknown as SetRow[],
+    previousTickAt: (previous!.results[0] as { value: number } | undefined)?.value ?? null,
+  };
 }
 
 /** No tick for longer than this: the cron is not running and overdue promises are not being extended. */
@@ -423,7 +529,10 @@ export const STALLED_AFTER_MS = 3 * 60_000;
 
 /** The engine's health for /v1/admin/status: when the cron last ticked, and whether it stalled. */
 export async function engineStatus(db: D1Database, now: number): Promise<{ last_tick_at: string | null; stalled: boolean }> {
-  const [tick, keys] = await db.batch([db.prepare("SELECT value FROM meta WHERE name = 'last_tick_at'"), db.prepare("SELECT 1 AS any_key FROM keys LIMIT 1")]);
+  const [tick, keys] = await db.batch([
+    db.prepare("SELECT value FROM meta WHERE name = 'last_tick_at'"),
+    db.prepare("SELECT 1 AS any_key FROM keys LIMIT 1"),
+  ]);
   const last = (tick!.results[0] as { value: number } | undefined)?.value ?? null;
   // Never ticked: stalled only once there is something to look after (keys minted on demand).
   const stalled = last === null ? keys!.results.length > 0 : now - last > STALLED_AFTER_MS;
@@ -455,7 +564,9 @@ export interface SetStatusRow {
 }
 
 export async function setStatuses(db: D1Database): Promise<SetStatusRow[]> {
-  const { results } = await db.prepare("SELECT model_set, last_trigger, last_outcome, last_error, last_run_at FROM sets ORDER BY model_set").all<SetStatusRow>();
+  const { results } = await db
+    .prepare("SELECT model_set, last_trigger, last_outcome, last_error, last_run_at FROM sets ORDER BY model_set")
+    .all<SetStatusRow>();
   return results;
 }
 
@@ -465,10 +576,7 @@ export async function setStatuses(db: D1Database): Promise<SetStatusRow[]> {
 // deleted (409/5xx: the sender's retry is processed anew). A claim left by a request that
 // died frees itself after `staleMs`.
 
-export type ReceiptClaim =
-  | { kind: "claimed" }
-  | { kind: "stored"; status: number; body: string }
-  | { kind: "in_progress"; since: number };
+export type ReceiptClaim = { kind: "claimed" } | { kind: "stored"; status: number; body: string } | { kind: "in_progress"; since: number };
 
 export async function claimReceipt(db: D1Database, webhookId: string, now: number, staleMs: number): Promise<ReceiptClaim> {
   const [claim, read] = await db.batch([
@@ -488,20 +596,34 @@ export async function claimReceipt(db: D1Database, webhookId: string, now: numbe
 }
 
 /** Turns this request's claim into the final answer, and prunes a few receipts older than `pruneBefore`. */
-export async function storeReceipt(db: D1Database, webhookId: string, claimedAt: number, status: number, body: string, pruneBefore: number): Promise<void> {
+export async function storeReceipt(
+  db: D1Database,
+  webhookId: string,
+  claimedAt: number,
+  status: number,
+  body: string,
+  pruneBefore: number,
+): Promise<void> {
   await db.batch([
     // The claim, or the provisional answer the rotation's own promote batch already stored.
-    db.prepare("UPDATE webhook_receipts SET status = ?2, body = ?3 WHERE webhook_id = ?1 AND received_at = ?4").bind(webhookId, status, body, claimedAt),
+    db
+      .prepare("UPDATE webhook_receipts SET status = ?2, body = ?3 WHERE webhook_id = ?1 AND received_at = ?4")
+      .bind(webhookId, status, body, claimedAt),
     // Bounded work per insert, and more than one row per insert, so the table drains itself.
     db
-      .prepare("DELETE FROM webhook_receipts WHERE webhook_id IN (SELECT webhook_id FROM webhook_receipts WHERE received_at < ?1 ORDER BY received_at LIMIT 10)")
+      .prepare(
+        "DELETE FROM webhook_receipts WHERE webhook_id IN (SELECT webhook_id FROM webhook_receipts WHERE received_at < ?1 ORDER BY received_at LIMIT 10)",
+      )
       .bind(pruneBefore),
   ]);
 }
 
 /** Drops this request's claim: the answer was not final, a retry of the id must run again. */
 export async function releaseReceipt(db: D1Database, webhookId: string, claimedAt: number): Promise<void> {
-  await db.prepare("DELETE FROM webhook_receipts WHERE webhook_id = ?1 AND status = 0 AND received_at = ?2").bind(webhookId, claimedAt).run();
+  await db
+    .prepare("DELETE FROM webhook_receipts WHERE webhook_id = ?1 AND status = 0 AND received_at = ?2")
+    .bind(webhookId, claimedAt)
+    .run();
 }
 
 // --- outbound event deliveries (migrations/0002_event_deliveries.sql) -------------------
@@ -533,7 +655,10 @@ export async function recordDeliveryFailure(db: D1Database, f: DeliveryFailure):
 
 /** Only subscribers that failed before have a row: a healthy one costs no write per event. */
 export async function recordDeliverySuccess(db: D1Database, subscriber: string, at: number): Promise<void> {
-  await db.prepare("UPDATE event_deliveries SET last_success_at = MAX(COALESCE(last_success_at, 0), ?2) WHERE subscriber = ?1").bind(subscriber, at).run();
+  await db
+    .prepare("UPDATE event_deliveries SET last_success_at = MAX(COALESCE(last_success_at, 0), ?2) WHERE subscriber = ?1")
+    .bind(subscriber, at)
+    .run();
 }
 
 export interface DeliveryRow {
@@ -550,6 +675,8 @@ export interface DeliveryRow {
 }
 
 export async function deliveryFailures(db: D1Database): Promise<DeliveryRow[]> {
-  const { results } = await db.prepare("SELECT * FROM event_deliveries WHERE failed_at IS NOT NULL ORDER BY failed_at DESC").all<DeliveryRow>();
+  const { results } = await db
+    .prepare("SELECT * FROM event_deliveries WHERE failed_at IS NOT NULL ORDER BY failed_at DESC")
+    .all<DeliveryRow>();
   return results;
 }

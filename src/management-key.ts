@@ -56,7 +56,9 @@ export async function recordManagementKeyAnswer(db: D1Database, status: number, 
   const value: ManagementKeyStatus = {
     ok,
     checked_at: new Date(now).toISOString(),
-    error: ok ? null : `Baseten answered ${status} to ${call}: BASETEN_API_KEY was refused (revoked, mistyped, or not a WORKSPACE_MANAGE_ALL key)`,
+    error: ok
+      ? null
+      : `Baseten answered ${status} to ${call}: BASETEN_API_KEY was refused (revoked, mistyped, or not a WORKSPACE_MANAGE_ALL key)`,
   };
   const write = db
     .prepare(

@@ -62,12 +62,21 @@ export async function consumeRotations(engine: Engine, batch: MessageBatch<Rotat
   }
 
   const sets = [...bySet.keys()];
-  const results = await pool(sets, runsInFlight(engine.config), (set) => runSet(engine, set, { trigger: "queue", mint: "due", recache: recache.has(set), expectMint: expectMint.has(set), tickMs: tickMs.get(set) }));
+  const results = await pool(sets, runsInFlight(engine.config), (set) =>
+    runSet(engine, set, {
+      trigger: "queue",
+      mint: "due",
+      recache: recache.has(set),
+      expectMint: expectMint.has(set),
+      tickMs: tickMs.get(set),
+    }),
+  );
   results.forEach((result, i) => {
     for (const msg of bySet.get(sets[i]!)!) {
       if (result.outcome !== "failed") {
         // rotated, noop, rejected (cannot happen for "due") and busy: nothing to retry.
-        if (result.outcome === "busy") log("info", "run.skipped", { model_set: result.model_set, trigger: "queue", reason: "another run holds the lease" });
+        if (result.outcome === "busy")
+          log("info", "run.skipped", { model_set: result.model_set, trigger: "queue", reason: "another run holds the lease" });
         msg.ack();
         continue;
       }
@@ -84,7 +93,14 @@ export async function consumeRotations(engine: Engine, batch: MessageBatch<Rotat
     }
   });
   const count = (o: string) => results.filter((r) => r.outcome === o).length;
-  log("info", "queue.batch", { queue: batch.queue, messages: batch.messages.length, sets: sets.length, rotated: count("rotated"), failed: count("failed"), busy: count("busy") });
+  log("info", "queue.batch", {
+    queue: batch.queue,
+    messages: batch.messages.length,
+    sets: sets.length,
+    rotated: count("rotated"),
+    failed: count("failed"),
+    busy: count("busy"),
+  });
   return results;
 }
 

@@ -28,7 +28,13 @@ export async function liveSecrets(db: D1Database, keyring: Keyring, set: string)
 }
 
 /** `reason` with every live secret of `set` and anything key-shaped cut out; null stays null. */
-export async function redactReason(db: D1Database, keyring: Keyring, set: string, reason: string | null, max = 500): Promise<string | null> {
+export async function redactReason(
+  db: D1Database,
+  keyring: Keyring,
+  set: string,
+  reason: string | null,
+  max = 500,
+): Promise<string | null> {
   if (reason === null) return null;
   let secrets: string[] = [];
   try {

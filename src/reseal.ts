@@ -15,7 +15,16 @@
 import { type CacheMetadata, decryptEntry, dropCache, entryFromRow, kvKey, writeCache } from "./cache.ts";
 import { randomId } from "./crypto.ts";
 import { fail } from "./http.ts";
-import { type Keyring, UndecryptableError, isSealedByPrimary, keyringFingerprint, openWithId, primaryPrefix, seal, sealedBy } from "./keyring.ts";
+import {
+  type Keyring,
+  UndecryptableError,
+  isSealedByPrimary,
+  keyringFingerprint,
+  openWithId,
+  primaryPrefix,
+  seal,
+  sealedBy,
+} from "./keyring.ts";
 import { currentRow } from "./ledger.ts";
 import { DeadlineError, withDeadline } from "./rotation/deadline.ts";
 import { log } from "./log.ts";
@@ -56,7 +65,14 @@ const notPrimary = (columns: string) =>
   `SELECT ${columns} FROM keys WHERE ciphertext IS NOT NULL AND substr(ciphertext, 1, 12) < ?1
    UNION ALL SELECT ${columns} FROM keys WHERE ciphertext IS NOT NULL AND substr(ciphertext, 1, 12) > ?1`;
 
-export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyring, limit = RESEAL_PER_TICK, now = Date.now(), clock?: () => number): Promise<ResealSummary> {
+export async function resealBatch(
+  db: D1Database,
+  kv: KVNamespace,
+  keyring: Keyring,
+  limit = RESEAL_PER_TICK,
+  now = Date.now(),
+  clock?: () => number,
+): Promise<ResealSummary> {
   const realStart = Date.now();
   const tickClock = clock ?? (() => now + (Date.now() - realStart));
   const fingerprint = keyringFingerprint(keyring);
@@ -87,10 +103,19 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
       const { plaintext, keyId } = await openWithId(keyring, row.ciphertext, aad);
       const fresh = await seal(keyring, plaintext, aad);
       statements.push(
-        db.prepare("UPDATE keys SET ciphertext = ?3 WHERE model_set = ?1 AND generation = ?2 AND ciphertext = ?4").bind(row.model_set, row.generation, fresh, row.ciphertext),
         db
-          .prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'resealed', 'cron', ?3, ?4 WHERE changes() > 0")
-          .bind(row.model_set, row.generation, `re-sealed from key ${sealedBy(row.ciphertext) === null ? `${keyId} (format without key id)` : keyId} to key ${keyring.primaryId}`, now),
+          .prepare("UPDATE keys SET ciphertext = ?3 WHERE model_set = ?1 AND generation = ?2 AND ciphertext = ?4")
+          .bind(row.model_set, row.generation, fresh, row.ciphertext),
+        db
+          .prepare(
+            "INSERT INTO audit (model_set, generation, action, trigger, reason, at) SELECT ?1, ?2, 'resealed', 'cron', ?3, ?4 WHERE changes() > 0",
+          )
+          .bind(
+            row.model_set,
+            row.generation,
+            `re-sealed from key ${sealedBy(row.ciphertext) === null ? `${keyId} (format without key id)` : keyId} to key ${keyring.primaryId}`,
+            now,
+          ),
         db.prepare("DELETE FROM undecryptable_keys WHERE model_set = ?1 AND location = ?2").bind(row.model_set, location),
       );
       summary.resealed++;
@@ -98,7 +123,13 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
       if (!(err instanceof UndecryptableError)) throw err;
       summary.undecryptable++;
       statements.push(recordUndecryptable(db, row.model_set, location, row.generation, err.sealedBy, fingerprint, now));
-      log("error", "reseal.undecryptable", { model_set: row.model_set, generation: row.generation, state: row.state, sealed_by: err.sealedBy, configured: keyring.ids });
+      log("error", "reseal.undecryptable", {
+        model_set: row.model_set,
+        generation: row.generation,
+        state: row.state,
+        sealed_by: err.sealedBy,
+        configured: keyring.ids,
+      });
     }
   }
   if (statements.length > 0) await db.batch(statements);
@@ -109,7 +140,8 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
   let cursor: string | undefined;
   do {
     const page: KVNamespaceListResult<CacheMetadata> = await kv.list<CacheMetadata>({ prefix: KV_PREFIX, cursor });
-    for (const k of page.keys) if (k.metadata?.s !== keyring.primaryId) stale.push({ set: k.name.slice(KV_PREFIX.length), sealer: k.metadata?.s ?? null });
+    for (const k of page.keys)
+      if (k.metadata?.s !== keyring.primaryId) stale.push({ set: k.name.slice(KV_PREFIX.length), sealer: k.metadata?.s ?? null });
     cursor = page.list_complete ? undefined : page.cursor;
   } while (cursor && stale.length <= KV_RESEAL_PER_TICK);
   if (stale.length > KV_RESEAL_PER_TICK) summary.more = true;
@@ -122,7 +154,9 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
   }
   if (stale.length === 0 && results.length === 0) {
     await db
-      .prepare("INSERT INTO secrets_state (name, value, at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET value = excluded.value, at = excluded.at")
+      .prepare(
+        "INSERT INTO secrets_state (name, value, at) VALUES (?1, ?2, ?3) ON CONFLICT (name) DO UPDATE SET value = excluded.value, at = excluded.at",
+      )
       .bind(KV_MARKER, keyring.primaryId, now)
       .run();
   }
@@ -131,7 +165,15 @@ export async function resealBatch(db: D1Database, kv: KVNamespace, keyring: Keyr
   return summary;
 }
 
-function recordUndecryptable(db: D1Database, set: string, location: string, generation: number | null, sealer: string | null, fingerprint: string, now: number): D1PreparedStatement {
+function recordUndecryptable(
+  db: D1Database,
+  set: string,
+  location: string,
+  generation: number | null,
+  sealer: string | null,
+  fingerprint: string,
+  now: number,
+): D1PreparedStatement {
   return db
     .prepare(
       `INSERT INTO undecryptable_keys (model_set, location, generation, sealed_by, keyring, found_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -150,7 +192,14 @@ function recordUndecryptable(db: D1Database, set: string, location: string, gene
  * answer in time leaves the set's cache record unknown, so the next run of any path rewrites KV.
  * Returns whether it wrote. A set whose lease is held (a rotation running) is left for the next tick.
  */
-async function resealKvEntry(db: D1Database, kv: KVNamespace, keyring: Keyring, set: string, now: number, clock: () => number): Promise<boolean> {
+async function resealKvEntry(
+  db: D1Database,
+  kv: KVNamespace,
+  keyring: Keyring,
+  set: string,
+  now: number,
+  clock: () => number,
+): Promise<boolean> {
   const holder = `reseal-${randomId(12)}`;
   const deadline = clock() + RESEAL_LEASE_MS - 5_000;
   const took = await withDeadline(
@@ -169,7 +218,12 @@ async function resealKvEntry(db: D1Database, kv: KVNamespace, keyring: Keyring, 
   );
   if ((took.meta.changes ?? 0) === 0) return false;
   try {
-    const [row, stored] = await withDeadline(() => Promise.all([currentRow(db, set), kv.getWithMetadata<CacheMetadata>(kvKey(set), { type: "text" })]), deadline, clock, "reseal read");
+    const [row, stored] = await withDeadline(
+      () => Promise.all([currentRow(db, set), kv.getWithMetadata<CacheMetadata>(kvKey(set), { type: "text" })]),
+      deadline,
+      clock,
+      "reseal read",
+    );
     if (stored.value === null) return false;
     if (!row) {
       // Nothing is current in D1 (a removed set): the entry serves nobody; a miss reads D1.
@@ -182,13 +236,21 @@ async function resealKvEntry(db: D1Database, kv: KVNamespace, keyring: Keyring, 
       await withDeadline(() => writeCache(kv, keyring, key), deadline, clock, "reseal kv put");
     } catch (err) {
       if (err instanceof DeadlineError) {
-        await withDeadline(() => db.prepare("UPDATE sets SET cached_generation = NULL WHERE model_set = ?1 AND lease_holder = ?2").bind(set, holder).run(), clock() + 5_000, clock, "reseal record").catch(() => {});
+        await withDeadline(
+          () => db.prepare("UPDATE sets SET cached_generation = NULL WHERE model_set = ?1 AND lease_holder = ?2").bind(set, holder).run(),
+          clock() + 5_000,
+          clock,
+          "reseal record",
+        ).catch(() => {});
       }
       throw err;
     }
     return true;
   } finally {
-    await db.prepare("UPDATE sets SET lease_holder = NULL, lease_expires_at = 0 WHERE model_set = ?1 AND lease_holder = ?2").bind(set, holder).run();
+    await db
+      .prepare("UPDATE sets SET lease_holder = NULL, lease_expires_at = 0 WHERE model_set = ?1 AND lease_holder = ?2")
+      .bind(set, holder)
+      .run();
   }
 }
 
@@ -241,9 +303,10 @@ export async function encryptionStatus(db: D1Database, kv: KVNamespace, keyring:
   ]);
   for (const g of grouped!.results as { s: string; model_set: string; n: number }[]) {
     add(g.s, g.n);
-    if (!keyring.ids.includes(g.s)) (badCount += g.n, badSets.add(g.model_set));
+    if (!keyring.ids.includes(g.s)) ((badCount += g.n), badSets.add(g.model_set));
   }
-  for (const r of legacy!.results as { model_set: string; generation: number; ciphertext: string }[]) await attribute(r.ciphertext, `${r.model_set}:${r.generation}`, r.model_set);
+  for (const r of legacy!.results as { model_set: string; generation: number; ciphertext: string }[])
+    await attribute(r.ciphertext, `${r.model_set}:${r.generation}`, r.model_set);
 
   let cursor: string | undefined;
   do {
@@ -260,7 +323,13 @@ export async function encryptionStatus(db: D1Database, kv: KVNamespace, keyring:
       if (value === null) continue;
       if (value.startsWith("{")) {
         // An entry of the version before engine v2 (JSON with D1's ciphertext): a miss the first tick rewrites.
-        const old = (() => { try { return JSON.parse(value) as { ct?: unknown; model_set?: unknown; generation?: unknown }; } catch { return null; } })();
+        const old = (() => {
+          try {
+            return JSON.parse(value) as { ct?: unknown; model_set?: unknown; generation?: unknown };
+          } catch {
+            return null;
+          }
+        })();
         if (old && typeof old.ct === "string") await attribute(old.ct, `${String(old.model_set)}:${String(old.generation)}`, set);
         continue;
       }
@@ -270,9 +339,14 @@ export async function encryptionStatus(db: D1Database, kv: KVNamespace, keyring:
   } while (cursor);
 
   // Recorded by a tick (format without a key id that nothing opened, or a ciphertext that was altered).
-  const recorded = await db.prepare("SELECT model_set FROM undecryptable_keys WHERE keyring = ?1").bind(keyringFingerprint(keyring)).all<{ model_set: string }>();
+  const recorded = await db
+    .prepare("SELECT model_set FROM undecryptable_keys WHERE keyring = ?1")
+    .bind(keyringFingerprint(keyring))
+    .all<{ model_set: string }>();
   for (const r of recorded.results) badSets.add(r.model_set);
-  const sorted = Object.fromEntries(Object.entries(sealed).sort(([a], [b]) => (a === keyring.primaryId ? -1 : b === keyring.primaryId ? 1 : a.localeCompare(b))));
+  const sorted = Object.fromEntries(
+    Object.entries(sealed).sort(([a], [b]) => (a === keyring.primaryId ? -1 : b === keyring.primaryId ? 1 : a.localeCompare(b))),
+  );
   return {
     primary: keyring.primaryId,
     configured: [...keyring.ids],
@@ -298,11 +372,16 @@ export async function undecryptableSets(db: D1Database, keyring: Keyring, now = 
   const memo = healthMemo.get(db);
   if (memo && memo.fingerprint === fingerprint && memo.until > now) return memo.sets;
   const [unknownIds, recorded] = await db.batch([
-    db.prepare(`SELECT DISTINCT model_set, head FROM (${notPrimary("model_set, substr(ciphertext, 1, 12) AS head")}) WHERE substr(head, 1, 3) = 'k1:'`).bind(primaryPrefix(keyring)),
+    db
+      .prepare(
+        `SELECT DISTINCT model_set, head FROM (${notPrimary("model_set, substr(ciphertext, 1, 12) AS head")}) WHERE substr(head, 1, 3) = 'k1:'`,
+      )
+      .bind(primaryPrefix(keyring)),
     db.prepare("SELECT DISTINCT model_set FROM undecryptable_keys WHERE keyring = ?1").bind(fingerprint),
   ]);
   const sets = new Set<string>();
-  for (const r of unknownIds!.results as { model_set: string; head: string }[]) if (!keyring.ids.includes(r.head.slice(3, 11))) sets.add(r.model_set);
+  for (const r of unknownIds!.results as { model_set: string; head: string }[])
+    if (!keyring.ids.includes(r.head.slice(3, 11))) sets.add(r.model_set);
   for (const r of recorded!.results as { model_set: string }[]) sets.add(r.model_set);
   const out = [...sets].sort();
   healthMemo.set(db, { fingerprint, until: now + HEALTH_MEMO_MS, sets: out });

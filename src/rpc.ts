@@ -47,7 +47,8 @@ export class KeyService extends WorkerEntrypoint<Env, KeyServiceProps> {
       if (typeof set !== "string") throw coded("bad_request", "set must be a string");
       let fresh = false;
       if (options !== undefined && options !== null) {
-        if (typeof options !== "object" || Array.isArray(options)) throw coded("bad_request", "options must be an object { fresh?: boolean }");
+        if (typeof options !== "object" || Array.isArray(options))
+          throw coded("bad_request", "options must be an object { fresh?: boolean }");
         const o = options as Record<string, unknown>;
         for (const k of Object.keys(o)) if (k !== "fresh") throw coded("bad_request", "options takes only fresh");
         if (o.fresh !== undefined && typeof o.fresh !== "boolean") throw coded("bad_request", "options.fresh must be a boolean");

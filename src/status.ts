@@ -101,14 +101,22 @@ export async function statusRoute(request: Request, c: RequestContext): Promise<
   return json(status, 200, NO_STORE);
 }
 
-type HistoryRow = Pick<KeyRow, "model_set" | "generation" | "state" | "created_at" | "refresh_at" | "expires_at" | "replaced_at"> & { revoked_at: number | null };
+type HistoryRow = Pick<KeyRow, "model_set" | "generation" | "state" | "created_at" | "refresh_at" | "expires_at" | "replaced_at"> & {
+  revoked_at: number | null;
+};
 
 /**
  * Sets shown: every configured one, and every one D1 still holds live keys for (a set removed
  * from MODEL_SETS while its keys run out their promises). `config` is null when the
  * configuration is invalid: then only what D1 knows is shown.
  */
-export async function buildStatus(db: D1Database, kv: KVNamespace, config: Config | null, configProblems: string[], now: number): Promise<Status> {
+export async function buildStatus(
+  db: D1Database,
+  kv: KVNamespace,
+  config: Config | null,
+  configProblems: string[],
+  now: number,
+): Promise<Status> {
   // Consumers (identity: two D1 reads) alongside the batch, not after it.
   const consumers = config ? consumerStatus({ DB: db }, config, now) : Promise.resolve([]);
   consumers.catch(() => {}); // awaited below; no unhandled rejection if the batch fails first
@@ -119,7 +127,9 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
   const managementKey = managementKeyStatus(db);
   managementKey.catch(() => {}); // awaited below
   const [live, runs, failures, history, failedRuns] = await db.batch([
-    db.prepare("SELECT model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at FROM keys WHERE state IN ('pending', 'current', 'previous')"),
+    db.prepare(
+      "SELECT model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at FROM keys WHERE state IN ('pending', 'current', 'previous')",
+    ),
     db.prepare("SELECT model_set, last_trigger, last_outcome, last_error, last_run_at FROM sets ORDER BY model_set"),
     db.prepare("SELECT * FROM event_deliveries WHERE failed_at IS NOT NULL ORDER BY failed_at DESC"),
     db
@@ -130,12 +140,16 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
          ) WHERE rn <= ?2 ORDER BY model_set, generation DESC`,
       )
       .bind(now - HISTORY_MS, HISTORY_PER_SET),
-    db.prepare("SELECT model_set, trigger, reason, at FROM audit WHERE action = 'failed' AND at >= ?1 ORDER BY at DESC LIMIT 500").bind(now - FAILURES_MS),
+    db
+      .prepare("SELECT model_set, trigger, reason, at FROM audit WHERE action = 'failed' AND at >= ?1 ORDER BY at DESC LIMIT 500")
+      .bind(now - FAILURES_MS),
   ]);
   const rows = live!.results.map((r) => decode<KeyRow>(r));
   const runBySet = new Map((runs!.results as unknown as SetStatusRow[]).map((r) => [r.model_set, r]));
   const historyBySet = groupBy(history!.results as unknown as HistoryRow[]);
-  const failuresBySet = groupBy(failedRuns!.results as unknown as { model_set: string; trigger: string; reason: string | null; at: number }[]);
+  const failuresBySet = groupBy(
+    failedRuns!.results as unknown as { model_set: string; trigger: string; reason: string | null; at: number }[],
+  );
   const ids = new Set<string>([...(config?.sets.keys() ?? []), ...rows.map((r) => r.model_set)]);
 
   const sets: SetStatus[] = [...ids].sort().map((id) => {
@@ -159,7 +173,9 @@ export async function buildStatus(db: D1Database, kv: KVNamespace, config: Confi
         .sort((a, b) => b.generation - a.generation)
         .map((r) => ({ generation: r.generation, prefix: r.prefix, expires_at: iso(r.expires_at) })),
       pending: mine.find((r) => r.state === "pending")?.generation ?? null,
-      last_run: run?.last_outcome ? { trigger: run.last_trigger ?? "", outcome: run.last_outcome, error: run.last_error, at: iso(run.last_run_at) } : null,
+      last_run: run?.last_outcome
+        ? { trigger: run.last_trigger ?? "", outcome: run.last_outcome, error: run.last_error, at: iso(run.last_run_at) }
+        : null,
       history: (historyBySet.get(id) ?? []).map((h) => ({
         generation: h.generation,
         state: h.state,
@@ -204,5 +220,3 @@ function groupBy<T extends { model_set: string }>(rows: T[]): Map<string, T[]> {
   }
   return out;
 }
-
-

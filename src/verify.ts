@@ -70,10 +70,17 @@ export async function verifyKey(verify: VerifyConfig, apiKey: string, opts: Veri
     const remaining = until - opts.clock();
     if (remaining <= 0) break;
     try {
-      const res = await doFetch(verify.url, { ...verifyRequest(verify, apiKey), signal: AbortSignal.timeout(Math.min(ATTEMPT_TIMEOUT_MS, remaining)) });
+      const res = await doFetch(verify.url, {
+        ...verifyRequest(verify, apiKey),
+        signal: AbortSignal.timeout(Math.min(ATTEMPT_TIMEOUT_MS, remaining)),
+      });
       await res.body?.cancel().catch(() => {});
       if (res.status === 401 || res.status === 403) {
-        return { ok: false, code: "verify_failed", message: `verify: ${target} answered ${res.status}: the new key does not work there; it was not promoted` };
+        return {
+          ok: false,
+          code: "verify_failed",
+          message: `verify: ${target} answered ${res.status}: the new key does not work there; it was not promoted`,
+        };
       }
       if (passes(verify, res.status)) return { ok: true };
       last = `answered ${res.status} (expected ${expected})`;
@@ -86,5 +93,9 @@ export async function verifyKey(verify: VerifyConfig, apiKey: string, opts: Veri
     delay = Math.min(MAX_DELAY_MS, delay * 2);
   }
   const waited = Math.max(0, Math.round((opts.clock() - start) / 1000));
-  return { ok: false, code: "verify_failed", message: `verify: ${target} ${last}; gave up after ${waited} s; the new key was not promoted` };
+  return {
+    ok: false,
+    code: "verify_failed",
+    message: `verify: ${target} ${last}; gave up after ${waited} s; the new key was not promoted`,
+  };
 }

@@ -23,7 +23,12 @@ const MAX_ENTRIES = 16;
 export type Verification = { ok: true; id: string; timestamp: number } | { ok: false; reason: string };
 
 /** `secrets`: every configured WEBHOOK_SECRET; a signature by any one of them verifies. */
-export async function verifyWebhook(secrets: string | readonly string[], headers: Headers, body: Uint8Array, nowMs: number): Promise<Verification> {
+export async function verifyWebhook(
+  secrets: string | readonly string[],
+  headers: Headers,
+  body: Uint8Array,
+  nowMs: number,
+): Promise<Verification> {
   const id = headers.get("webhook-id");
   const ts = headers.get("webhook-timestamp");
   const sig = headers.get("webhook-signature");
@@ -36,10 +41,14 @@ export async function verifyWebhook(secrets: string | readonly string[], headers
   if (skew > TOLERANCE_S) return { ok: false, reason: "webhook-timestamp is in the future (more than 5 minutes)" };
 
   // Entries are space-separated; a sender that sent the header twice gets them joined with ", ".
-  const entries = sig.split(/\s+/).map((e) => e.replace(/,$/, "")).filter((e) => e !== "");
+  const entries = sig
+    .split(/\s+/)
+    .map((e) => e.replace(/,$/, ""))
+    .filter((e) => e !== "");
   if (entries.length > MAX_ENTRIES) return { ok: false, reason: "malformed webhook-signature header: too many entries" };
   const candidates = entries.filter((e) => ENTRY_RE.test(e));
-  if (candidates.length === 0) return { ok: false, reason: "malformed webhook-signature header: expected one or more 'v1,<base64>' entries" };
+  if (candidates.length === 0)
+    return { ok: false, reason: "malformed webhook-signature header: expected one or more 'v1,<base64>' entries" };
 
   const expected = await Promise.all((typeof secrets === "string" ? [secrets] : secrets).map((s) => signWebhook(s, id, timestamp, body)));
   let match = false;

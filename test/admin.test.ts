@@ -63,7 +63,10 @@ describe("admin authentication", () => {
 
   it("no ADMIN_TOKEN: both routes answer 503 not_configured", async () => {
     const w = await makeWorld({ vars: { ADMIN_TOKEN: undefined } });
-    for (const res of [await status(w, bearer("anything-at-all-long-enough")), await rotate(w, "demo", undefined, bearer("anything-at-all-long-enough"))]) {
+    for (const res of [
+      await status(w, bearer("anything-at-all-long-enough")),
+      await rotate(w, "demo", undefined, bearer("anything-at-all-long-enough")),
+    ]) {
       expect(res.status).toBe(503);
       expect(await res.json()).toMatchObject({ error: "not_configured" });
     }
@@ -75,12 +78,25 @@ describe("POST /v1/admin/rotate/{set}", () => {
     const w = await makeWorld();
     const r1 = await rotate(w, "demo");
     expect(r1.status).toBe(200);
-    expect(await r1.json()).toMatchObject({ model_set: "demo", generation: 1, replaced: null, revoked: [], trigger: "admin", reason: null });
+    expect(await r1.json()).toMatchObject({
+      model_set: "demo",
+      generation: 1,
+      replaced: null,
+      revoked: [],
+      trigger: "admin",
+      reason: null,
+    });
     const doc1 = (await (await w.getKey("demo")).json()) as KeyDocument;
 
     const r2 = await rotate(w, "demo", { reason: "runbook step 3", revoke_previous: true });
     expect(r2.status).toBe(200);
-    expect(await r2.json()).toMatchObject({ generation: 2, replaced: { generation: 1 }, revoked: [1], trigger: "admin", reason: "runbook step 3" });
+    expect(await r2.json()).toMatchObject({
+      generation: 2,
+      replaced: { generation: 1 },
+      revoked: [1],
+      trigger: "admin",
+      reason: "runbook step 3",
+    });
     expect(await w.liveKeyPrefixes()).not.toContain(prefixOf(doc1.api_key));
     // model_set in the body is allowed when it names the same set.
     expect((await rotate(w, "demo", { model_set: "demo" })).status).toBe(200);
@@ -92,13 +108,20 @@ describe("POST /v1/admin/rotate/{set}", () => {
     expect((await rotate(w, "demo", { model_set: "other" })).status).toBe(400);
     expect((await rotate(w, "demo", { revoke_previous: "yes" })).status).toBe(400);
     expect((await rotate(w, "demo", { force: true })).status).toBe(400);
-    const text = await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { ...bearer(w.env.ADMIN_TOKEN!), "content-type": "text/plain" }, body: "go" });
+    const text = await w.request("/v1/admin/rotate/demo", {
+      method: "POST",
+      headers: { ...bearer(w.env.ADMIN_TOKEN!), "content-type": "text/plain" },
+      body: "go",
+    });
     expect(text.status).toBe(415);
     expect((await w.fake.calls()).counts.mint ?? 0).toBe(0);
   });
 
   it("a disabled set is 409 set_disabled with Retry-After", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", enabled: false } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", enabled: false } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     const res = await rotate(w, "demo");
     expect(res.status).toBe(409);
     expect(res.headers.get("retry-after")).toMatch(/^\d+$/);
@@ -149,24 +172,54 @@ describe("GET /v1/admin/status", () => {
       pending: null,
       last_run: { trigger: "webhook", outcome: "rotated", error: null, at: new Date(w.clock.now()).toISOString() },
       history: [
-        { generation: 2, state: "current", created_at: doc2.created_at, refresh_at: doc2.refresh_at, replaced_at: null, expires_at: doc2.expires_at, revoked_at: null },
-        { generation: 1, state: "previous", created_at: doc1.created_at, refresh_at: doc1.refresh_at, replaced_at: doc2.created_at, expires_at: demo.previous[0]!.expires_at, revoked_at: null },
+        {
+          generation: 2,
+          state: "current",
+          created_at: doc2.created_at,
+          refresh_at: doc2.refresh_at,
+          replaced_at: null,
+          expires_at: doc2.expires_at,
+          revoked_at: null,
+        },
+        {
+          generation: 1,
+          state: "previous",
+          created_at: doc1.created_at,
+          refresh_at: doc1.refresh_at,
+          replaced_at: doc2.created_at,
+          expires_at: demo.previous[0]!.expires_at,
+          revoked_at: null,
+        },
       ],
       failures: [],
     });
     expect(Date.parse(demo.previous[0]!.expires_at!)).toBeGreaterThanOrEqual(Date.parse(doc1.expires_at));
     const other = s.sets[1]!;
-    expect(other).toMatchObject({ generation: 1, previous: [], last_run: { trigger: "admin", outcome: "failed", error: expect.stringContaining("500") } });
+    expect(other).toMatchObject({
+      generation: 1,
+      previous: [],
+      last_run: { trigger: "admin", outcome: "failed", error: expect.stringContaining("500") },
+    });
     // The failed run is in the set's timeline data and in the audit trail.
-    expect(other.failures).toEqual([{ at: new Date(w.clock.now()).toISOString(), trigger: "admin", error: expect.stringContaining("500") }]);
+    expect(other.failures).toEqual([
+      { at: new Date(w.clock.now()).toISOString(), trigger: "admin", error: expect.stringContaining("500") },
+    ]);
     // The cron ticked an hour ago and not since: the engine looks stalled (no promise is extended).
     expect(s.engine).toEqual({ last_tick_at: new Date(w.clock.now() - HOUR).toISOString(), stalled: true });
     // DESIGN's two fields, plus the keyring's own (extension): configured ids, unattributed, undecryptable.
-    expect(s.encryption).toMatchObject({ primary: expect.stringMatching(/^[0-9a-f]{8}$/), sealed_by: { [s.encryption!.primary]: expect.any(Number) } });
+    expect(s.encryption).toMatchObject({
+      primary: expect.stringMatching(/^[0-9a-f]{8}$/),
+      sealed_by: { [s.encryption!.primary]: expect.any(Number) },
+    });
     expect(Object.keys(s.encryption!.sealed_by)).toEqual([s.encryption!.primary]);
     expect(s.consumers).toEqual([
       // demo-svc fetched generation 1, then 2 (tracked: the highest, since its first fetch).
-      { name: "demo-svc", kind: "token", model_sets: ["demo"], seen: [{ model_set: "demo", generation: 2, at: new Date(w.clock.now()).toISOString(), lagging: false }] },
+      {
+        name: "demo-svc",
+        kind: "token",
+        model_sets: ["demo"],
+        seen: [{ model_set: "demo", generation: 2, at: new Date(w.clock.now()).toISOString(), lagging: false }],
+      },
       { name: "other-svc", kind: "token", model_sets: ["other"], seen: [] },
     ]);
 
@@ -181,10 +234,18 @@ describe("GET /v1/admin/status", () => {
   it("a set removed from MODEL_SETS still shows while its keys live out their promises", async () => {
     const w = await makeWorld();
     await w.tick();
-    const onlyDemo = { MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }), CONSUMERS: "{}" };
+    const onlyDemo = {
+      MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }),
+      CONSUMERS: "{}",
+    };
     const res = await requestWithVars(w, onlyDemo, "/v1/admin/status", { headers: bearer(w.env.ADMIN_TOKEN!) });
     const s = (await res.json()) as Status;
-    expect(s.sets.find((x) => x.model_set === "other")).toMatchObject({ configured: false, enabled: false, model_ids: ["qwer0987"], generation: 1 });
+    expect(s.sets.find((x) => x.model_set === "other")).toMatchObject({
+      configured: false,
+      enabled: false,
+      model_ids: ["qwer0987"],
+      generation: 1,
+    });
     expect(s.sets.find((x) => x.model_set === "demo")).toMatchObject({ configured: true, enabled: true });
   });
 
@@ -203,9 +264,13 @@ describe("GET /v1/admin/status", () => {
     ]);
     // …and still only for the admin: a wrong token is 401, other routes stay closed.
     expect((await requestWithVars(w, broken, "/v1/admin/status", { headers: bearer("wrong-token-wrong-token") })).status).toBe(401);
-    expect((await requestWithVars(w, broken, "/v1/admin/rotate/demo", { method: "POST", headers: bearer(w.env.ADMIN_TOKEN!) })).status).toBe(503);
+    expect(
+      (await requestWithVars(w, broken, "/v1/admin/rotate/demo", { method: "POST", headers: bearer(w.env.ADMIN_TOKEN!) })).status,
+    ).toBe(503);
     // Without a usable ADMIN_TOKEN an invalid config is just that.
-    const noToken = await requestWithVars(w, { ...broken, ADMIN_TOKEN: undefined }, "/v1/admin/status", { headers: bearer(w.env.ADMIN_TOKEN!) });
+    const noToken = await requestWithVars(w, { ...broken, ADMIN_TOKEN: undefined }, "/v1/admin/status", {
+      headers: bearer(w.env.ADMIN_TOKEN!),
+    });
     expect(noToken.status).toBe(503);
     expect(await noToken.json()).toMatchObject({ error: "config_invalid" });
   });

@@ -231,12 +231,15 @@ describe("BasetenClient", () => {
   it("upstream error text is cut free of the management key and of anything key-shaped", async () => {
     const fake = fakeTenant(env.BASETEN_API_BASE);
     const leaked = "abcd1234.SuperSecretKeyMaterial0123456789";
-    const h = harness({
-      fetch: async (_input, init) => {
-        const auth = new Headers(init?.headers).get("authorization") ?? "";
-        return new Response(JSON.stringify({ error: `rejected ${auth} while handling ${leaked}` }), { status: 400 });
+    const h = harness(
+      {
+        fetch: async (_input, init) => {
+          const auth = new Headers(init?.headers).get("authorization") ?? "";
+          return new Response(JSON.stringify({ error: `rejected ${auth} while handling ${leaked}` }), { status: 400 });
+        },
       },
-    }, fake);
+      fake,
+    );
     const err = record(h, await upstreamError(h.client.mint("bkr-chat-1-x", ["abcd1234"])));
     expect(err.message).toContain("rejected Api-Key [redacted]");
     expect(err.message).not.toContain(fake.key);

@@ -21,11 +21,21 @@ const SET = { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h
 
 async function world(): Promise<{ w: World; plan: FaultPlan }> {
   const plan = new FaultPlan();
-  const w = await makeWorld({ sets: SET, consumers: { "demo-svc": ["demo"] }, vars: { DB: faultyD1(env.DB, plan), KEYS: faultyKV(env.KEYS, plan) } });
+  const w = await makeWorld({
+    sets: SET,
+    consumers: { "demo-svc": ["demo"] },
+    vars: { DB: faultyD1(env.DB, plan), KEYS: faultyKV(env.KEYS, plan) },
+  });
   return { w, plan };
 }
 
-const KV_DOWN = [{ op: "get", count: Infinity }, { op: "getWithMetadata", count: Infinity }, { op: "put", count: Infinity }, { op: "delete", count: Infinity }, { op: "list", count: Infinity }] as const;
+const KV_DOWN = [
+  { op: "get", count: Infinity },
+  { op: "getWithMetadata", count: Infinity },
+  { op: "put", count: Infinity },
+  { op: "delete", count: Infinity },
+  { op: "list", count: Infinity },
+] as const;
 
 const adminRotate = (w: World, body?: unknown) =>
   w.request("/v1/admin/rotate/demo", {
@@ -44,7 +54,9 @@ describe("cache faults on the read path", () => {
     tally("cache", "kv get down");
     const fromD1 = await servedLive(w);
     expect(fromD1).toEqual({ ...doc });
-    const list = (await (await w.request("/v1/keys", { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } })).json()) as { keys: KeyDocument[] };
+    const list = (await (await w.request("/v1/keys", { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } })).json()) as {
+      keys: KeyDocument[];
+    };
     expect(list.keys.map((k) => k.api_key)).toEqual([doc.api_key]);
     expect(plan.hits["kv:get"]).toBeGreaterThanOrEqual(1);
   });
@@ -53,7 +65,20 @@ describe("cache faults on the read path", () => {
     const { w } = await world();
     await w.tick();
     const doc = await servedLive(w);
-    for (const junk of ["not json", JSON.stringify({ v: 1, model_set: "demo", model_ids: [], generation: 1, created_at: 0, refresh_at: 0, expires_at: 0, overlap_ms: 0, ct: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA" })]) {
+    for (const junk of [
+      "not json",
+      JSON.stringify({
+        v: 1,
+        model_set: "demo",
+        model_ids: [],
+        generation: 1,
+        created_at: 0,
+        refresh_at: 0,
+        expires_at: 0,
+        overlap_ms: 0,
+        ct: "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+      }),
+    ]) {
       await env.KEYS.put("key:demo", junk, { metadata: { g: 1 } });
       tally("cache", "kv entry unreadable");
       w.clock.advance(10_000);

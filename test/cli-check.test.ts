@@ -87,7 +87,11 @@ describe("check agrees with the worker", () => {
   });
 
   it("passes a valid config with a one-line summary (exit 0)", async () => {
-    const dir = project({ "wrangler.toml": TOML(`[vars.MODEL_SETS.chat]\nmodel_ids = ["abcd1234"]\nrotate_every = "24h"\noverlap = "1h"\n\n[vars.CONSUMERS.billing]\ntoken_sha256 = "${HASH}"\nmodel_sets = ["chat"]\n`) });
+    const dir = project({
+      "wrangler.toml": TOML(
+        `[vars.MODEL_SETS.chat]\nmodel_ids = ["abcd1234"]\nrotate_every = "24h"\noverlap = "1h"\n\n[vars.CONSUMERS.billing]\ntoken_sha256 = "${HASH}"\nmodel_sets = ["chat"]\n`,
+      ),
+    });
     const r = await check(dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/^config OK \(wrangler\.toml \+ rotator\.config\.json\): 1 set, 1 consumer; secrets not checked here/);
@@ -108,7 +112,10 @@ describe("file, line and column", () => {
   });
 
   it("a JSON error in rotator.config.json gets its line and column", async () => {
-    const dir = project({ "wrangler.toml": TOML(""), "rotator.config.json": '{\n  "MODEL_SETS": {\n    "chat": { "model_ids": ["a"], }\n  }\n}\n' });
+    const dir = project({
+      "wrangler.toml": TOML(""),
+      "rotator.config.json": '{\n  "MODEL_SETS": {\n    "chat": { "model_ids": ["a"], }\n  }\n}\n',
+    });
     const r = await check(dir, "--local");
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/rotator\.config\.json:3:35: not valid JSON/);
@@ -117,7 +124,11 @@ describe("file, line and column", () => {
   it("problems in rotator.config.json name that file; unknown keys are refused", async () => {
     const dir = project({
       "wrangler.toml": TOML(""),
-      "rotator.config.json": JSON.stringify({ MODEL_SETS: { chat: { ...GOOD_SET, rotate_every: "1h", overlap: "1h" } }, CONSUMERS: {}, MODEL_SET: {} }),
+      "rotator.config.json": JSON.stringify({
+        MODEL_SETS: { chat: { ...GOOD_SET, rotate_every: "1h", overlap: "1h" } },
+        CONSUMERS: {},
+        MODEL_SET: {},
+      }),
     });
     const r = await check(dir, "--local", "--json");
     expect(r.code).toBe(1);
@@ -136,17 +147,32 @@ describe("file, line and column", () => {
 });
 
 describe("Cloudflare's 5 KB cap on a var, and rotator.config.json", () => {
-  const many = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`set-${String(i).padStart(4, "0")}`, { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" }]));
+  const many = (n: number) =>
+    Object.fromEntries(
+      Array.from({ length: n }, (_, i) => [
+        `set-${String(i).padStart(4, "0")}`,
+        { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" },
+      ]),
+    );
 
   it("refuses a MODEL_SETS var over 5 KB, in wrangler.toml or .dev.vars, naming rotator.config.json", async () => {
     const big = JSON.stringify(many(80));
     expect(big.length).toBeGreaterThan(5 * 1024);
-    const dir = project({ "wrangler.toml": TOML(`MODEL_SETS = '${big}'`), ".dev.vars": `CONSUMERS='${JSON.stringify({ x: { token_sha256: HASH, model_sets: ["set-0001"] } })}'` });
+    const dir = project({
+      "wrangler.toml": TOML(`MODEL_SETS = '${big}'`),
+      ".dev.vars": `CONSUMERS='${JSON.stringify({ x: { token_sha256: HASH, model_sets: ["set-0001"] } })}'`,
+    });
     let r = await check(dir);
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(new RegExp(`- wrangler\\.toml: MODEL_SETS: ${big.length} bytes, over Cloudflare's 5 KB cap .*move MODEL_SETS into rotator\\.config\\.json`));
+    expect(r.stderr).toMatch(
+      new RegExp(
+        `- wrangler\\.toml: MODEL_SETS: ${big.length} bytes, over Cloudflare's 5 KB cap .*move MODEL_SETS into rotator\\.config\\.json`,
+      ),
+    );
     // As a TOML table it is just as big once uploaded.
-    const table = Object.entries(many(80)).map(([id, s]) => `[vars.MODEL_SETS.${id}]\nmodel_ids = ["${s.model_ids[0]}"]\nrotate_every = "24h"\noverlap = "1h"\n`).join("\n");
+    const table = Object.entries(many(80))
+      .map(([id, s]) => `[vars.MODEL_SETS.${id}]\nmodel_ids = ["${s.model_ids[0]}"]\nrotate_every = "24h"\noverlap = "1h"\n`)
+      .join("\n");
     r = await check(project({ "wrangler.toml": TOML(table) }));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/wrangler\.toml: MODEL_SETS: \d+ bytes, over Cloudflare's 5 KB cap/);
@@ -156,7 +182,13 @@ describe("Cloudflare's 5 KB cap on a var, and rotator.config.json", () => {
   });
 
   it("takes 2,000 sets from rotator.config.json", async () => {
-    const dir = project({ "wrangler.toml": TOML(""), "rotator.config.json": JSON.stringify({ MODEL_SETS: many(2000), CONSUMERS: { ops: { token_sha256: HASH, model_sets: ["set-1999"] } } }) });
+    const dir = project({
+      "wrangler.toml": TOML(""),
+      "rotator.config.json": JSON.stringify({
+        MODEL_SETS: many(2000),
+        CONSUMERS: { ops: { token_sha256: HASH, model_sets: ["set-1999"] } },
+      }),
+    });
     const r = await check(dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/2000 sets, 1 consumer \(MODEL_SETS and CONSUMERS from rotator\.config\.json\)/);
@@ -165,12 +197,17 @@ describe("Cloudflare's 5 KB cap on a var, and rotator.config.json", () => {
   it("a var wins over the file for its name, and the check says the file's entries are ignored", async () => {
     const dir = project({
       "wrangler.toml": TOML(`MODEL_SETS = '${JSON.stringify({ chat: GOOD_SET })}'`),
-      "rotator.config.json": JSON.stringify({ MODEL_SETS: { other: { ...GOOD_SET, overlap: "1s" } }, CONSUMERS: { billing: { token_sha256: HASH, model_sets: ["chat"] } } }),
+      "rotator.config.json": JSON.stringify({
+        MODEL_SETS: { other: { ...GOOD_SET, overlap: "1s" } },
+        CONSUMERS: { billing: { token_sha256: HASH, model_sets: ["chat"] } },
+      }),
     });
     const r = await check(dir);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/1 set, 1 consumer \(CONSUMERS from rotator\.config\.json\)/);
-    expect(r.stderr).toMatch(/warning: MODEL_SETS: set in wrangler\.toml, so the 1 entries of rotator\.config\.json's MODEL_SETS are ignored/);
+    expect(r.stderr).toMatch(
+      /warning: MODEL_SETS: set in wrangler\.toml, so the 1 entries of rotator\.config\.json's MODEL_SETS are ignored/,
+    );
   });
 
   it("a missing rotator.config.json is a problem (the worker's build imports it)", async () => {
@@ -194,7 +231,9 @@ describe("the deploy path", () => {
   });
 
   it("refuses a secret committed in [vars] without echoing it, and a local API base", async () => {
-    const dir = project({ "wrangler.toml": TOML(`ADMIN_TOKEN = "committed-admin-token-0123456789abcdef"\nBASETEN_API_BASE = "http://127.0.0.1:8788"`) });
+    const dir = project({
+      "wrangler.toml": TOML(`ADMIN_TOKEN = "committed-admin-token-0123456789abcdef"\nBASETEN_API_BASE = "http://127.0.0.1:8788"`),
+    });
     const r = await check(dir);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ADMIN_TOKEN: is set in \[vars\]/);
@@ -203,7 +242,9 @@ describe("the deploy path", () => {
   });
 
   it("checks per-environment vars with --env", async () => {
-    const dir = project({ "wrangler.toml": TOML("", `[env.production]\n[env.production.vars]\nBASETEN_TEAM_ID = "replace-with-your-team-id"\n`) });
+    const dir = project({
+      "wrangler.toml": TOML("", `[env.production]\n[env.production.vars]\nBASETEN_TEAM_ID = "replace-with-your-team-id"\n`),
+    });
     const r = await check(dir, "--env", "production", "--local", "--json");
     // vars are not inherited: MODEL_SETS/CONSUMERS come from the file, the team id is the env's.
     expect(JSON.parse(r.stdout).summary).toMatch(/^0 sets, 0 consumers/);

@@ -27,12 +27,29 @@ const STATUS = {
       previous: [{ generation: 6, expires_at: "2099-11-27T16:00:00.000Z" }],
       last_run: { trigger: "cron", outcome: "rotated", error: null, at: "2026-11-27T15:00:00.000Z" },
     },
-    { model_set: "embed", enabled: false, model_ids: ["qwer0987"], generation: null, created_at: null, refresh_at: null, expires_at: null, previous: [], last_run: null },
+    {
+      model_set: "embed",
+      enabled: false,
+      model_ids: ["qwer0987"],
+      generation: null,
+      created_at: null,
+      refresh_at: null,
+      expires_at: null,
+      previous: [],
+      last_run: null,
+    },
   ],
   config_problems: [],
   engine: { last_tick_at: "2026-11-27T15:00:00.000Z", stalled: false },
   encryption: { primary: "1a2b3c4d", sealed_by: { "1a2b3c4d": 4 } },
-  consumers: [{ name: "billing-svc", kind: "token", model_sets: ["chat"], seen: [{ model_set: "chat", generation: 6, at: "2026-11-27T15:00:00.000Z", lagging: true }] }],
+  consumers: [
+    {
+      name: "billing-svc",
+      kind: "token",
+      model_sets: ["chat"],
+      seen: [{ model_set: "chat", generation: 6, at: "2026-11-27T15:00:00.000Z", lagging: true }],
+    },
+  ],
 };
 
 /** A port nothing listens on. */
@@ -65,7 +82,13 @@ beforeEach(() => {
 
 describe("help and usage", () => {
   it("prints help and exits 0 for the program and every subcommand", async () => {
-    for (const args of [["--help"], ["-h"], ["help"], ["help", "audit"], ...["status", "rotate", "revoke", "audit", "consumers", "token", "webhook", "check"].map((c) => [c, "--help"])]) {
+    for (const args of [
+      ["--help"],
+      ["-h"],
+      ["help"],
+      ["help", "audit"],
+      ...["status", "rotate", "revoke", "audit", "consumers", "token", "webhook", "check"].map((c) => [c, "--help"]),
+    ]) {
       const r = await runCli(args);
       expect(r.code, args.join(" ")).toBe(0);
       expect(r.stdout).toMatch(/Usage: baseten-key-rotator/);
@@ -148,14 +171,28 @@ describe("status", () => {
 
   it("--url and --token override the environment", async () => {
     stub.routes.set("GET /v1/admin/status", { status: 200, body: { sets: [] } });
-    const r = clean(await runCli(["status", "--url", `${stub.url}/`, "--token", ADMIN], { env: { BKR_URL: "http://127.0.0.1:9", BKR_ADMIN_TOKEN: "nope" } }));
+    const r = clean(
+      await runCli(["status", "--url", `${stub.url}/`, "--token", ADMIN], {
+        env: { BKR_URL: "http://127.0.0.1:9", BKR_ADMIN_TOKEN: "nope" },
+      }),
+    );
     expect(r.code).toBe(0);
     expect(stub.requests[0]!.path).toBe("/v1/admin/status");
   });
 });
 
 describe("rotate and revoke", () => {
-  const rotation = { model_set: "chat", generation: 8, created_at: "2026-11-27T15:00:00.000Z", refresh_at: "2099-11-28T15:00:00.000Z", expires_at: "2099-11-28T16:00:00.000Z", replaced: { generation: 7, expires_at: "2099-11-27T16:00:00.000Z" }, revoked: [7], trigger: "admin", reason: "leak" };
+  const rotation = {
+    model_set: "chat",
+    generation: 8,
+    created_at: "2026-11-27T15:00:00.000Z",
+    refresh_at: "2099-11-28T15:00:00.000Z",
+    expires_at: "2099-11-28T16:00:00.000Z",
+    replaced: { generation: 7, expires_at: "2099-11-27T16:00:00.000Z" },
+    revoked: [7],
+    trigger: "admin",
+    reason: "leak",
+  };
 
   it("rotate posts reason and revoke_previous to /v1/admin/rotate/{set}", async () => {
     stub.routes.set("POST /v1/admin/rotate/chat", { status: 200, body: rotation });
@@ -171,7 +208,11 @@ describe("rotate and revoke", () => {
   });
 
   it("a 409 or 429 is a failed request naming the code and Retry-After", async () => {
-    stub.routes.set("POST /v1/admin/rotate/chat", { status: 429, body: { error: "rate_limited", message: "10 rotations in 10 minutes" }, headers: { "retry-after": "42" } });
+    stub.routes.set("POST /v1/admin/rotate/chat", {
+      status: 429,
+      body: { error: "rate_limited", message: "10 rotations in 10 minutes" },
+      headers: { "retry-after": "42" },
+    });
     const r = clean(await runCli(["rotate", "chat"], { env }));
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/HTTP 429 rate_limited: 10 rotations in 10 minutes \(retry after 42 s\)/);
@@ -189,7 +230,10 @@ describe("rotate and revoke", () => {
   });
 
   it("revoking the current generation is refused (409 is_current, exit 1, --json prints the error body)", async () => {
-    stub.routes.set("POST /v1/admin/revoke/chat", { status: 409, body: { error: "is_current", message: "generation 8 is the current key: rotate with revoke_previous instead" } });
+    stub.routes.set("POST /v1/admin/revoke/chat", {
+      status: 409,
+      body: { error: "is_current", message: "generation 8 is the current key: rotate with revoke_previous instead" },
+    });
     const r = clean(await runCli(["revoke", "chat", "--generation", "8", "--json"], { env }));
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).error).toBe("is_current");
@@ -201,8 +245,26 @@ describe("audit and consumers", () => {
   it("audit passes --set, --limit and --cursor, prints a table and the next page", async () => {
     const body = {
       entries: [
-        { id: "a2", model_set: "chat", generation: 8, action: "minted", trigger: "admin", reason: "leak", consumer: null, at: "2026-11-27T15:00:01.000Z" },
-        { id: "a1", model_set: null, generation: null, action: "consumer_created", trigger: "admin", reason: null, consumer: "ci-bot", at: "2026-11-27T15:00:00.000Z" },
+        {
+          id: "a2",
+          model_set: "chat",
+          generation: 8,
+          action: "minted",
+          trigger: "admin",
+          reason: "leak",
+          consumer: null,
+          at: "2026-11-27T15:00:01.000Z",
+        },
+        {
+          id: "a1",
+          model_set: null,
+          generation: null,
+          action: "consumer_created",
+          trigger: "admin",
+          reason: null,
+          consumer: "ci-bot",
+          at: "2026-11-27T15:00:00.000Z",
+        },
       ],
       next_cursor: "opaque123",
     };
@@ -219,7 +281,15 @@ describe("audit and consumers", () => {
   });
 
   it("consumers list, add (prints the new token once, saying so) and remove", async () => {
-    stub.routes.set("GET /v1/admin/consumers", { status: 200, body: { consumers: [{ name: "billing-svc", kind: "token", model_sets: ["chat"] }, { name: "ci-bot", kind: "managed", model_sets: ["chat", "embed"] }] } });
+    stub.routes.set("GET /v1/admin/consumers", {
+      status: 200,
+      body: {
+        consumers: [
+          { name: "billing-svc", kind: "token", model_sets: ["chat"] },
+          { name: "ci-bot", kind: "managed", model_sets: ["chat", "embed"] },
+        ],
+      },
+    });
     let r = clean(await runCli(["consumers", "list"], { env }));
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/ci-bot\s+managed\s+chat,embed/);
@@ -232,7 +302,10 @@ describe("audit and consumers", () => {
     expect(r.stdout).toContain(newToken);
     expect(r.stdout).toMatch(/printed this once/);
 
-    stub.routes.set("POST /v1/admin/consumers", { status: 409, body: { error: "conflict", message: "a configured consumer has that name" } });
+    stub.routes.set("POST /v1/admin/consumers", {
+      status: 409,
+      body: { error: "conflict", message: "a configured consumer has that name" },
+    });
     r = clean(await runCli(["consumers", "add", "billing-svc", "--sets", "chat"], { env }));
     expect(r.code).toBe(1);
 
@@ -261,14 +334,31 @@ describe("webhook", () => {
   /** What the worker checks (DESIGN §3), computed here independently of the CLI's code. */
   function verify(rec: { headers: Record<string, string | string[] | undefined>; body: string }, secret: string) {
     const key = Buffer.from(secret.slice(6), "base64");
-    const expected = createHmac("sha256", key).update(`${rec.headers["webhook-id"]}.${rec.headers["webhook-timestamp"]}.${rec.body}`).digest("base64");
-    return rec.headers["webhook-signature"] === `v1,${expected}` && Math.abs(Number(rec.headers["webhook-timestamp"]) - Date.now() / 1000) < 300;
+    const expected = createHmac("sha256", key)
+      .update(`${rec.headers["webhook-id"]}.${rec.headers["webhook-timestamp"]}.${rec.body}`)
+      .digest("base64");
+    return (
+      rec.headers["webhook-signature"] === `v1,${expected}` && Math.abs(Number(rec.headers["webhook-timestamp"]) - Date.now() / 1000) < 300
+    );
   }
-  const answer = { model_set: "chat", generation: 9, refresh_at: "2099-11-28T15:00:00.000Z", expires_at: "2099-11-28T16:00:00.000Z", replaced: null, revoked: [], trigger: "webhook", reason: "scanner" };
+  const answer = {
+    model_set: "chat",
+    generation: 9,
+    refresh_at: "2099-11-28T15:00:00.000Z",
+    expires_at: "2099-11-28T16:00:00.000Z",
+    replaced: null,
+    revoked: [],
+    trigger: "webhook",
+    reason: "scanner",
+  };
 
   it("sends a request signed with the first WEBHOOK_SECRET of the list; the same --id is sent again as is", async () => {
     stub.routes.set("POST /v1/webhooks/rotate", { status: 200, body: answer });
-    const r = clean(await runCli(["webhook", "chat", "--reason", "scanner", "--revoke-previous", "--id", "msg_fixed1"], { env: { BKR_URL: stub.url, WEBHOOK_SECRET: `${SECRET} ${OTHER_SECRET}` } }));
+    const r = clean(
+      await runCli(["webhook", "chat", "--reason", "scanner", "--revoke-previous", "--id", "msg_fixed1"], {
+        env: { BKR_URL: stub.url, WEBHOOK_SECRET: `${SECRET} ${OTHER_SECRET}` },
+      }),
+    );
     expect(r.code).toBe(0);
     const rec = stub.requests[0]!;
     expect(rec.headers.authorization).toBeUndefined();
@@ -287,13 +377,19 @@ describe("webhook", () => {
   });
 
   it("--print prints a curl command that works as printed", async () => {
-    stub.routes.set("POST /v1/webhooks/rotate", (rec) => (verify(rec, SECRET) ? { status: 200, body: answer } : { status: 401, body: { error: "unauthorized", message: "bad signature" } }));
-    const r = clean(await runCli(["webhook", "chat", "--reason", "it's a drill", "--print"], { env: { BKR_URL: stub.url, WEBHOOK_SECRET: SECRET } }));
+    stub.routes.set("POST /v1/webhooks/rotate", (rec) =>
+      verify(rec, SECRET) ? { status: 200, body: answer } : { status: 401, body: { error: "unauthorized", message: "bad signature" } },
+    );
+    const r = clean(
+      await runCli(["webhook", "chat", "--reason", "it's a drill", "--print"], { env: { BKR_URL: stub.url, WEBHOOK_SECRET: SECRET } }),
+    );
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/^curl -sS -X POST /);
     expect(stub.requests).toHaveLength(0);
     // Paste it into a shell.
-    const out = await new Promise<string>((resolve, reject) => execFile("sh", ["-c", r.stdout], { encoding: "utf8" }, (e, so) => (e ? reject(e) : resolve(so))));
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile("sh", ["-c", r.stdout], { encoding: "utf8" }, (e, so) => (e ? reject(e) : resolve(so))),
+    );
     expect(JSON.parse(out)).toEqual(answer);
     expect(JSON.parse(stub.requests[0]!.body)).toEqual({ model_set: "chat", reason: "it's a drill" });
   });

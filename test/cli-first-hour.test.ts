@@ -29,8 +29,11 @@ it("every structured log line starts with an ISO timestamp", () => {
 
 function run(script: string, args: string[]): Promise<{ code: number | null; stdout: string }> {
   return new Promise((resolve) => {
-    const child = execFile(process.execPath, [path.join(ROOT, script), ...args], { cwd: ROOT, encoding: "utf8", timeout: 20_000 }, (err, stdout) =>
-      resolve({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout }),
+    const child = execFile(
+      process.execPath,
+      [path.join(ROOT, script), ...args],
+      { cwd: ROOT, encoding: "utf8", timeout: 20_000 },
+      (err, stdout) => resolve({ code: err ? (typeof err.code === "number" ? err.code : null) : 0, stdout }),
     );
     child.stdin?.end();
   });

@@ -34,12 +34,24 @@ export interface Run {
 
 /** Runs the CLI with exactly `env` (plus PATH/HOME), never the test process's BKR_* or secrets. */
 export function runCli(args: string[], opts: { env?: Record<string, string>; cwd?: string; node?: string } = {}): Promise<Run> {
-  const env: Record<string, string> = { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", CLOUDFLARE_CF_FETCH_ENABLED: "false", WRANGLER_SEND_METRICS: "false", NO_COLOR: "1", ...opts.env };
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? "/tmp",
+    CLOUDFLARE_CF_FETCH_ENABLED: "false",
+    WRANGLER_SEND_METRICS: "false",
+    NO_COLOR: "1",
+    ...opts.env,
+  };
   return new Promise((resolve) => {
-    execFile(opts.node ?? NODE20, [CLI, ...args], { env, cwd: opts.cwd ?? ROOT, encoding: "utf8", timeout: 150_000 }, (err, stdout, stderr) => {
-      const code = err ? (typeof (err as { code?: unknown }).code === "number" ? ((err as { code: number }).code) : -1) : 0;
-      resolve({ code, stdout, stderr });
-    });
+    execFile(
+      opts.node ?? NODE20,
+      [CLI, ...args],
+      { env, cwd: opts.cwd ?? ROOT, encoding: "utf8", timeout: 150_000 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof (err as { code?: unknown }).code === "number" ? (err as { code: number }).code : -1) : 0;
+        resolve({ code, stdout, stderr });
+      },
+    );
   });
 }
 
@@ -77,7 +89,8 @@ export function startStub(): Promise<Stub> {
         reply = { status: 401, body: { error: "unauthorized", message: "invalid admin token" }, headers: { "www-authenticate": "Bearer" } };
       } else {
         const r = routes.get(`${rec.method} ${rec.path}`);
-        reply = r === undefined ? { status: 404, body: { error: "not_found", message: "no such route" } } : typeof r === "function" ? r(rec) : r;
+        reply =
+          r === undefined ? { status: 404, body: { error: "not_found", message: "no such route" } } : typeof r === "function" ? r(rec) : r;
       }
       res.writeHead(reply.status, { "content-type": "application/json", ...reply.headers });
       res.end(reply.raw ?? (reply.body === undefined ? "" : JSON.stringify(reply.body)));

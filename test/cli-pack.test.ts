@@ -21,7 +21,10 @@ let stub: Stub;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(tmpdir(), "bkr-pack-"));
   execFileSync("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: ROOT, stdio: ["ignore", "ignore", "inherit"] });
-  tarball = path.join(dir, readdirSync(dir).find((f) => f.endsWith(".tgz"))!);
+  tarball = path.join(
+    dir,
+    readdirSync(dir).find((f) => f.endsWith(".tgz"))!,
+  );
   stub = await startStub();
 });
 afterAll(async () => {
@@ -35,7 +38,17 @@ function npx(args: string[], env: Record<string, string> = {}): Promise<{ code: 
     execFile(
       NPX,
       ["--yes", `./${path.basename(tarball)}`, ...args],
-      { cwd: dir, encoding: "utf8", timeout: 120_000, env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? "/tmp", npm_config_cache: process.env.npm_config_cache ?? path.join(process.env.HOME ?? "/tmp", ".npm"), ...env } },
+      {
+        cwd: dir,
+        encoding: "utf8",
+        timeout: 120_000,
+        env: {
+          PATH: process.env.PATH ?? "",
+          HOME: process.env.HOME ?? "/tmp",
+          npm_config_cache: process.env.npm_config_cache ?? path.join(process.env.HOME ?? "/tmp", ".npm"),
+          ...env,
+        },
+      },
       (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: unknown }).code ?? -1) : 0, stdout, stderr }),
     );
   });
@@ -43,7 +56,13 @@ function npx(args: string[], env: Record<string, string> = {}): Promise<{ code: 
 
 it("the tarball holds the CLI and the client, nothing else of the repository", () => {
   const files = execFileSync("tar", ["tzf", tarball], { encoding: "utf8" }).trim().split("\n").sort();
-  expect(files).toEqual(["package/README.md", "package/dist/cli/baseten-key-rotator.mjs", "package/dist/client/index.d.ts", "package/dist/client/index.js", "package/package.json"]);
+  expect(files).toEqual([
+    "package/README.md",
+    "package/dist/cli/baseten-key-rotator.mjs",
+    "package/dist/client/index.d.ts",
+    "package/dist/client/index.js",
+    "package/package.json",
+  ]);
 });
 
 it("npx ./baseten-key-rotator-*.tgz --help and status against a rotator", async () => {
@@ -51,7 +70,13 @@ it("npx ./baseten-key-rotator-*.tgz --help and status against a rotator", async 
   expect(help.code, help.stderr).toBe(0);
   expect(help.stdout).toMatch(/Usage: baseten-key-rotator <command>/);
 
-  stub.routes.set("GET /v1/admin/status", { status: 200, body: { sets: [{ model_set: "chat", enabled: true, generation: 3, refresh_at: null, expires_at: null, previous: [], last_run: null }], config_problems: [] } });
+  stub.routes.set("GET /v1/admin/status", {
+    status: 200,
+    body: {
+      sets: [{ model_set: "chat", enabled: true, generation: 3, refresh_at: null, expires_at: null, previous: [], last_run: null }],
+      config_problems: [],
+    },
+  });
   const status = await npx(["status"], { BKR_URL: stub.url, BKR_ADMIN_TOKEN: ADMIN });
   expect(status.code, status.stderr).toBe(0);
   expect(status.stdout).toMatch(/^chat\s+yes\s+3/m);

@@ -14,7 +14,15 @@ const HOUR = 3_600_000;
 const iso = (ms: number) => new Date(ms).toISOString();
 
 function keyDoc(n: number): KeyDocument {
-  return { model_set: "chat", model_ids: ["abcd1234"], api_key: `pfx${n}.KEY-secret-${n}`, generation: n, created_at: iso(T0 - HOUR), refresh_at: iso(T0 + 24 * HOUR), expires_at: iso(T0 + 25 * HOUR) };
+  return {
+    model_set: "chat",
+    model_ids: ["abcd1234"],
+    api_key: `pfx${n}.KEY-secret-${n}`,
+    generation: n,
+    created_at: iso(T0 - HOUR),
+    refresh_at: iso(T0 + 24 * HOUR),
+    expires_at: iso(T0 + 25 * HOUR),
+  };
 }
 
 /** A rotator stub recording the headers of each request; answers generation `gen.n`. */
@@ -39,7 +47,13 @@ describe("token as a function", () => {
     const gen = { n: 1 };
     const r = rotator(gen);
     let calls = 0;
-    const client = createKeyClient({ url: "https://rotator.test", token: () => `jwt-${++calls}`, modelSet: "chat", fetch: r.fetch, clock: () => time.now });
+    const client = createKeyClient({
+      url: "https://rotator.test",
+      token: () => `jwt-${++calls}`,
+      modelSet: "chat",
+      fetch: r.fetch,
+      clock: () => time.now,
+    });
     await client.getKey();
     client.invalidate();
     time.now += 2_000;
@@ -50,7 +64,12 @@ describe("token as a function", () => {
 
   it("an async function (a projected token file, a CI OIDC token) works the same", async () => {
     const r = rotator({ n: 1 });
-    const client = createKeyClient({ url: "https://rotator.test", token: async () => "eyJhbGciOiJSUzI1NiJ9.e30.sig", modelSet: "chat", fetch: r.fetch });
+    const client = createKeyClient({
+      url: "https://rotator.test",
+      token: async () => "eyJhbGciOiJSUzI1NiJ9.e30.sig",
+      modelSet: "chat",
+      fetch: r.fetch,
+    });
     expect((await client.getKey()).generation).toBe(1);
     expect(r.calls[0]!.get("authorization")).toBe("Bearer eyJhbGciOiJSUzI1NiJ9.e30.sig");
   });
@@ -59,12 +78,23 @@ describe("token as a function", () => {
     const time = { now: T0 };
     const r = rotator({ n: 1 });
     let broken = false;
-    const client = createKeyClient({ url: "https://rotator.test", token: () => (broken ? Promise.reject(new Error("ENOENT /var/run/secrets/tokens/bkr")) : "tok-SECRET-1"), modelSet: "chat", fetch: r.fetch, clock: () => time.now });
+    const client = createKeyClient({
+      url: "https://rotator.test",
+      token: () => (broken ? Promise.reject(new Error("ENOENT /var/run/secrets/tokens/bkr")) : "tok-SECRET-1"),
+      modelSet: "chat",
+      fetch: r.fetch,
+      clock: () => time.now,
+    });
     await client.getKey();
     broken = true;
     time.now += 25 * HOUR - 1_000; // past refresh, still promised
     expect((await client.getKey()).generation).toBe(1);
-    const fresh = createKeyClient({ url: "https://rotator.test", token: () => Promise.reject(new Error("no token")), modelSet: "chat", fetch: r.fetch });
+    const fresh = createKeyClient({
+      url: "https://rotator.test",
+      token: () => Promise.reject(new Error("no token")),
+      modelSet: "chat",
+      fetch: r.fetch,
+    });
     const err = await fresh.getKey().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(KeyClientError);
     expect((err as KeyClientError).code).toBe("unavailable");
@@ -75,7 +105,9 @@ describe("token as a function", () => {
   it("a token function returning a non-string or whitespace: unavailable", async () => {
     const r = rotator({ n: 1 });
     for (const bad of [() => "", () => "a b", () => 42 as unknown as string]) {
-      const err = await createKeyClient({ url: "https://rotator.test", token: bad, modelSet: "chat", fetch: r.fetch }).getKey().catch((e: unknown) => e);
+      const err = await createKeyClient({ url: "https://rotator.test", token: bad, modelSet: "chat", fetch: r.fetch })
+        .getKey()
+        .catch((e: unknown) => e);
       expect((err as KeyClientError).code).toBe("unavailable");
     }
     expect(r.calls.length).toBe(0);
@@ -88,7 +120,15 @@ describe("the refetch after a Baseten 401 asks for a fresh read", () => {
     const gen = { n: 1 };
     const live = { n: 1 };
     const r = rotator(gen);
-    const client = createKeyClient({ url: "https://rotator.test", token: "tok", modelSet: "chat", fetch: r.fetch, basetenFetch: baseten(live), clock: () => time.now, random: () => 0 });
+    const client = createKeyClient({
+      url: "https://rotator.test",
+      token: "tok",
+      modelSet: "chat",
+      fetch: r.fetch,
+      basetenFetch: baseten(live),
+      clock: () => time.now,
+      random: () => 0,
+    });
     expect((await client.fetchWithKey("https://model.test/predict")).status).toBe(200);
     time.now += 5_000;
     gen.n = 2;
@@ -108,13 +148,18 @@ describe("the refetch after a Baseten 401 asks for a fresh read", () => {
 
 describe("{binding, modelSet} inside a Worker", () => {
   it("gets the key over the rotator's real KeyService binding (props: edge-svc)", async () => {
-    const w = await makeWorld({ consumers: {}, vars: { ENCRYPTION_KEY: env.ENCRYPTION_KEY, MODEL_SETS: env.MODEL_SETS, CONSUMERS: env.CONSUMERS } });
+    const w = await makeWorld({
+      consumers: {},
+      vars: { ENCRYPTION_KEY: env.ENCRYPTION_KEY, MODEL_SETS: env.MODEL_SETS, CONSUMERS: env.CONSUMERS },
+    });
     await w.tick();
     const client = createKeyClient({ binding: env.KEY_ROTATOR, modelSet: "demo" });
     const doc = await client.getKey();
     expect(doc).toMatchObject({ model_set: "demo", generation: 1 });
     expect(Object.isFrozen(doc)).toBe(true);
-    const other = await createKeyClient({ binding: env.KEY_ROTATOR as unknown as KeyServiceBinding, modelSet: "other" }).getKey().catch((e: unknown) => e);
+    const other = await createKeyClient({ binding: env.KEY_ROTATOR as unknown as KeyServiceBinding, modelSet: "other" })
+      .getKey()
+      .catch((e: unknown) => e);
     expect((other as KeyClientError).code).toBe("unauthorized");
   });
 
@@ -138,12 +183,20 @@ describe("{binding, modelSet} inside a Worker", () => {
     ];
     for (const [message, code] of codes) {
       answer.error = message;
-      const err = await createKeyClient({ binding: stubBinding, modelSet: "chat" }).getKey().catch((e: unknown) => e);
+      const err = await createKeyClient({ binding: stubBinding, modelSet: "chat" })
+        .getKey()
+        .catch((e: unknown) => e);
       expect((err as KeyClientError).code, message).toBe(code);
     }
     answer.error = null;
     answer.value = { not: "a document" };
-    expect(((await createKeyClient({ binding: stubBinding, modelSet: "chat" }).getKey().catch((e: unknown) => e)) as KeyClientError).code).toBe("bad_response");
+    expect(
+      (
+        (await createKeyClient({ binding: stubBinding, modelSet: "chat" })
+          .getKey()
+          .catch((e: unknown) => e)) as KeyClientError
+      ).code,
+    ).toBe("bad_response");
     const time = { now: T0 };
     answer.value = keyDoc(1);
     const client = createKeyClient({ binding: stubBinding, modelSet: "chat", clock: () => time.now });
@@ -152,7 +205,10 @@ describe("{binding, modelSet} inside a Worker", () => {
     client.invalidate();
     time.now += 2_000;
     await client.getKey();
-    expect(seen).toEqual([["chat", {}], ["chat", { fresh: true }]]);
+    expect(seen).toEqual([
+      ["chat", {}],
+      ["chat", { fresh: true }],
+    ]);
 
     expect(() => createKeyClient({ binding: stubBinding, url: "https://x.test", modelSet: "chat" })).toThrow(TypeError);
     expect(() => createKeyClient({ binding: {} as KeyServiceBinding, modelSet: "chat" })).toThrow(/binding/);

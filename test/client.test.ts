@@ -6,13 +6,7 @@
  * message ever carries the token or a key. No bindings needed.
  */
 import { describe, expect, it } from "vitest";
-import {
-  createKeyClient,
-  KeyClientError,
-  type FetchFunction,
-  type KeyClientOptions,
-  type KeyDocument,
-} from "../src/client/index.ts";
+import { createKeyClient, KeyClientError, type FetchFunction, type KeyClientOptions, type KeyDocument } from "../src/client/index.ts";
 
 const T0 = Date.parse("2026-11-27T15:00:00.000Z");
 const SECOND = 1_000;
@@ -546,7 +540,9 @@ describe("answers from the rotator that are not an outage", () => {
   });
 
   it("503 no_key_yet fails with no_key_yet and the Retry-After", async () => {
-    const { getKey } = setup(() => json({ error: "no_key_yet", message: "no key has been minted for this set yet" }, 503, { "retry-after": "42" }));
+    const { getKey } = setup(() =>
+      json({ error: "no_key_yet", message: "no key has been minted for this set yet" }, 503, { "retry-after": "42" }),
+    );
     const err = await rejection(getKey());
     expect(err.code).toBe("no_key_yet");
     expect(err.status).toBe(503);

@@ -15,7 +15,8 @@ useTally();
 
 const SET = { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } };
 
-const adminRotate = (w: World) => w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
+const adminRotate = (w: World) =>
+  w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
 
 interface Storm {
   http: { kind: "webhook" | "admin"; id?: string; status: number; retryAfter: string | null; body: Record<string, unknown> }[];
@@ -33,7 +34,13 @@ async function storm(w: World): Promise<Storm> {
   const [answers, summaries] = await Promise.all([Promise.all(http), Promise.all(ticks)]);
   const out: Storm = { http: [], cron: summaries.flatMap((s) => s.results.filter((r) => r.model_set === "demo")) };
   for (const a of answers) {
-    out.http.push({ kind: a.kind, id: a.id, status: a.res.status, retryAfter: a.res.headers.get("retry-after"), body: (await a.res.json()) as Record<string, unknown> });
+    out.http.push({
+      kind: a.kind,
+      id: a.id,
+      status: a.res.status,
+      retryAfter: a.res.headers.get("retry-after"),
+      body: (await a.res.json()) as Record<string, unknown>,
+    });
     tally("response", String(a.res.status));
   }
   tally("concurrency", "triggers", 20);
@@ -108,7 +115,8 @@ describe("twenty concurrent triggers for one set", () => {
     const s = await storm(w);
     await w.fake.latency(0);
     // One trigger ran the rotation (and failed it cleanly), nobody else minted.
-    const ran = s.http.filter((h) => h.status !== 409).length + s.cron.filter((r) => r.outcome === "failed" || r.outcome === "rotated").length;
+    const ran =
+      s.http.filter((h) => h.status !== 409).length + s.cron.filter((r) => r.outcome === "failed" || r.outcome === "rotated").length;
     expect(ran).toBe(1);
     expect((await w.fake.keys()).filter((k) => k.name?.startsWith("bkr-demo-2-")).length).toBe(1);
     expect((await w.fake.liveKeys()).length).toBe(1);

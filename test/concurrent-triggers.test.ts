@@ -18,14 +18,17 @@ async function expectOneKey(w: World) {
 /** Resolves once some run holds the set's lease in D1. */
 async function leaseTaken(w: World, set = "demo") {
   for (let i = 0; i < 400; i++) {
-    const row = await w.env.DB.prepare("SELECT lease_holder FROM sets WHERE model_set = ?1").bind(set).first<{ lease_holder: string | null }>();
+    const row = await w.env.DB.prepare("SELECT lease_holder FROM sets WHERE model_set = ?1")
+      .bind(set)
+      .first<{ lease_holder: string | null }>();
     if (row?.lease_holder) return;
     await new Promise((r) => setTimeout(r, 5));
   }
   throw new Error("no run took the lease");
 }
 
-const adminRotate = (w: World) => w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
+const adminRotate = (w: World) =>
+  w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
 
 describe("concurrent triggers", () => {
   afterEach(() => vi.restoreAllMocks());

@@ -69,12 +69,28 @@ describe("parseConfig: each problem is named exactly", () => {
   });
 
   const cases: [string, Record<string, unknown>, string[]][] = [
-    ["bad set id", { MODEL_SETS: sets({ chat: GOOD_SET, Bad_Set: GOOD_SET }) }, ["MODEL_SETS.Bad_Set: set id must match ^[a-z0-9][a-z0-9-]{0,31}$"]],
-    ["set id too long", { MODEL_SETS: sets({ chat: GOOD_SET, ["a".repeat(33)]: GOOD_SET }) }, [`MODEL_SETS.${"a".repeat(33)}: set id must match ^[a-z0-9][a-z0-9-]{0,31}$`]],
+    [
+      "bad set id",
+      { MODEL_SETS: sets({ chat: GOOD_SET, Bad_Set: GOOD_SET }) },
+      ["MODEL_SETS.Bad_Set: set id must match ^[a-z0-9][a-z0-9-]{0,31}$"],
+    ],
+    [
+      "set id too long",
+      { MODEL_SETS: sets({ chat: GOOD_SET, ["a".repeat(33)]: GOOD_SET }) },
+      [`MODEL_SETS.${"a".repeat(33)}: set id must match ^[a-z0-9][a-z0-9-]{0,31}$`],
+    ],
     ["missing model_ids", { MODEL_SETS: withoutField("model_ids") }, ["MODEL_SETS.chat: model_ids must be a non-empty array of model ids"]],
     ["empty model_ids", { MODEL_SETS: chatWith({ model_ids: [] }) }, ["MODEL_SETS.chat: model_ids must be a non-empty array of model ids"]],
-    ["model id not a string", { MODEL_SETS: chatWith({ model_ids: [42] }) }, ["MODEL_SETS.chat: model_ids must be strings of letters, digits, - or _"]],
-    ["duplicate model ids", { MODEL_SETS: chatWith({ model_ids: ["abcd1234", "abcd1234"] }) }, ["MODEL_SETS.chat: model_ids has duplicates"]],
+    [
+      "model id not a string",
+      { MODEL_SETS: chatWith({ model_ids: [42] }) },
+      ["MODEL_SETS.chat: model_ids must be strings of letters, digits, - or _"],
+    ],
+    [
+      "duplicate model ids",
+      { MODEL_SETS: chatWith({ model_ids: ["abcd1234", "abcd1234"] }) },
+      ["MODEL_SETS.chat: model_ids has duplicates"],
+    ],
     ['rotate_every "0s"', { MODEL_SETS: chatWith({ rotate_every: "0s" }) }, [ROTATE_BAD]],
     ['rotate_every "1.5h"', { MODEL_SETS: chatWith({ rotate_every: "1.5h" }) }, [ROTATE_BAD]],
     ['rotate_every "-3m"', { MODEL_SETS: chatWith({ rotate_every: "-3m" }) }, [ROTATE_BAD]],
@@ -88,8 +104,16 @@ describe("parseConfig: each problem is named exactly", () => {
       { MODEL_SETS: chatWith({ overlap: "119s" }) },
       ["MODEL_SETS.chat: overlap must be at least 2m (KV serves stale values for up to 60 s and consumers need time to refetch)"],
     ],
-    ["overlap == rotate_every", { MODEL_SETS: chatWith({ rotate_every: "1h", overlap: "60m" }) }, ["MODEL_SETS.chat: overlap must be shorter than rotate_every"]],
-    ["overlap > rotate_every", { MODEL_SETS: chatWith({ rotate_every: "10m", overlap: "1h" }) }, ["MODEL_SETS.chat: overlap must be shorter than rotate_every"]],
+    [
+      "overlap == rotate_every",
+      { MODEL_SETS: chatWith({ rotate_every: "1h", overlap: "60m" }) },
+      ["MODEL_SETS.chat: overlap must be shorter than rotate_every"],
+    ],
+    [
+      "overlap > rotate_every",
+      { MODEL_SETS: chatWith({ rotate_every: "10m", overlap: "1h" }) },
+      ["MODEL_SETS.chat: overlap must be shorter than rotate_every"],
+    ],
     ["unknown field", { MODEL_SETS: chatWith({ rotate: "24h" }) }, ['MODEL_SETS.chat: unknown field "rotate"']],
     ["enabled not boolean", { MODEL_SETS: chatWith({ enabled: "false" }) }, ["MODEL_SETS.chat: enabled must be true or false"]],
     ["set entry not an object", { MODEL_SETS: sets({ chat: GOOD_SET, embed: ["x"] }) }, ["MODEL_SETS.embed: must be an object"]],
@@ -102,11 +126,24 @@ describe("parseConfig: each problem is named exactly", () => {
     ["token_sha256 short", { CONSUMERS: sets({ billing: { token_sha256: "abc123", model_sets: ["chat"] } }) }, [BAD_HASH]],
     [
       "duplicate token hashes",
-      { CONSUMERS: sets({ billing: { token_sha256: HASH_A, model_sets: ["chat"] }, search: { token_sha256: HASH_A, model_sets: ["chat"] } }) },
+      {
+        CONSUMERS: sets({
+          billing: { token_sha256: HASH_A, model_sets: ["chat"] },
+          search: { token_sha256: HASH_A, model_sets: ["chat"] },
+        }),
+      },
       ["CONSUMERS.search: token_sha256 is the same as CONSUMERS.billing"],
     ],
-    ["consumer unknown field", { CONSUMERS: sets({ billing: { token_sha256: HASH_A, model_sets: ["chat"], sets: [] } }) }, ['CONSUMERS.billing: unknown field "sets"']],
-    ["consumer model_sets not a list", { CONSUMERS: sets({ billing: { token_sha256: HASH_A, model_sets: "chat" } }) }, ["CONSUMERS.billing: model_sets must be an array of set ids"]],
+    [
+      "consumer unknown field",
+      { CONSUMERS: sets({ billing: { token_sha256: HASH_A, model_sets: ["chat"], sets: [] } }) },
+      ['CONSUMERS.billing: unknown field "sets"'],
+    ],
+    [
+      "consumer model_sets not a list",
+      { CONSUMERS: sets({ billing: { token_sha256: HASH_A, model_sets: "chat" } }) },
+      ["CONSUMERS.billing: model_sets must be an array of set ids"],
+    ],
     ["MODEL_SETS invalid JSON (grants are not reported against it)", { MODEL_SETS: '{"chat": {' }, ["MODEL_SETS: not valid JSON"]],
     ["CONSUMERS invalid JSON", { CONSUMERS: "{billing}" }, ["CONSUMERS: not valid JSON"]],
     ["MODEL_SETS an array", { MODEL_SETS: "[]", CONSUMERS: "{}" }, ["MODEL_SETS: must be an object"]],
@@ -117,7 +154,10 @@ describe("parseConfig: each problem is named exactly", () => {
     [
       "missing secrets",
       { BASETEN_API_KEY: undefined, ENCRYPTION_KEY: undefined },
-      ["BASETEN_API_KEY: missing secret (a WORKSPACE_MANAGE_ALL management key)", "ENCRYPTION_KEY: missing secret (base64 of 32 random bytes)"],
+      [
+        "BASETEN_API_KEY: missing secret (a WORKSPACE_MANAGE_ALL management key)",
+        "ENCRYPTION_KEY: missing secret (base64 of 32 random bytes)",
+      ],
     ],
     ["ENCRYPTION_KEY of 16 bytes", { ENCRYPTION_KEY: randomB64(16) }, ["ENCRYPTION_KEY: must be base64 of exactly 32 bytes"]],
     ["ENCRYPTION_KEY not base64", { ENCRYPTION_KEY: "not base64 at all!" }, ["ENCRYPTION_KEY: must be base64 of exactly 32 bytes"]],
@@ -158,18 +198,46 @@ describe("parseConfig: each problem is named exactly", () => {
   it("tuning knobs default to 10000 ms, 3 attempts, concurrency 6, inline budget 20", () => {
     const result = parseConfig(baseEnv() as unknown as Env);
     if (!result.ok) throw new Error(result.problems.join("; "));
-    expect(result.config).toMatchObject({ timeoutMs: 10_000, maxAttempts: 3, concurrency: 6, inlineBudget: 20, apiBase: "https://api.baseten.co" });
+    expect(result.config).toMatchObject({
+      timeoutMs: 10_000,
+      maxAttempts: 3,
+      concurrency: 6,
+      inlineBudget: 20,
+      apiBase: "https://api.baseten.co",
+    });
   });
 
   it("MODEL_SETS and CONSUMERS as objects (TOML tables) or as JSON strings give the same config", () => {
-    const modelSets = { chat: { ...GOOD_SET, model_ids: ["abcd1234", "efgh5678"] }, embed: { model_ids: ["qwer0987"], rotate_every: "7d", overlap: "2h", enabled: false } };
-    const consumers = { billing: { token_sha256: HASH_A, model_sets: ["chat"] }, search: { token_sha256: HASH_B, model_sets: ["chat", "embed"] } };
+    const modelSets = {
+      chat: { ...GOOD_SET, model_ids: ["abcd1234", "efgh5678"] },
+      embed: { model_ids: ["qwer0987"], rotate_every: "7d", overlap: "2h", enabled: false },
+    };
+    const consumers = {
+      billing: { token_sha256: HASH_A, model_sets: ["chat"] },
+      search: { token_sha256: HASH_B, model_sets: ["chat", "embed"] },
+    };
     const asTables = parseConfig({ ...baseEnv(), MODEL_SETS: modelSets, CONSUMERS: consumers } as unknown as Env);
-    const asStrings = parseConfig({ ...baseEnv(), MODEL_SETS: JSON.stringify(modelSets), CONSUMERS: JSON.stringify(consumers) } as unknown as Env);
+    const asStrings = parseConfig({
+      ...baseEnv(),
+      MODEL_SETS: JSON.stringify(modelSets),
+      CONSUMERS: JSON.stringify(consumers),
+    } as unknown as Env);
     if (!asTables.ok || !asStrings.ok) throw new Error("both forms must be accepted");
     for (const config of [asTables.config, asStrings.config]) {
-      expect(config.sets.get("chat")).toEqual({ id: "chat", modelIds: ["abcd1234", "efgh5678"], rotateEveryMs: 86_400_000, overlapMs: 3_600_000, enabled: true });
-      expect(config.sets.get("embed")).toEqual({ id: "embed", modelIds: ["qwer0987"], rotateEveryMs: 604_800_000, overlapMs: 7_200_000, enabled: false });
+      expect(config.sets.get("chat")).toEqual({
+        id: "chat",
+        modelIds: ["abcd1234", "efgh5678"],
+        rotateEveryMs: 86_400_000,
+        overlapMs: 3_600_000,
+        enabled: true,
+      });
+      expect(config.sets.get("embed")).toEqual({
+        id: "embed",
+        modelIds: ["qwer0987"],
+        rotateEveryMs: 604_800_000,
+        overlapMs: 7_200_000,
+        enabled: false,
+      });
       expect(config.consumers).toEqual([
         { name: "billing", kind: "token", tokenSha256: HASH_A, modelSets: ["chat"] },
         { name: "search", kind: "token", tokenSha256: HASH_B, modelSets: ["chat", "embed"] },
@@ -202,7 +270,10 @@ describe("parseConfig: each problem is named exactly", () => {
 describe("an invalid configuration is never half-applied", () => {
   afterEach(() => vi.restoreAllMocks());
 
-  const brokenSets = { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "90s" }, other: { model_ids: [], rotate_every: "24h", overlap: "1h" } };
+  const brokenSets = {
+    demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "90s" },
+    other: { model_ids: [], rotate_every: "24h", overlap: "1h" },
+  };
   const expectedProblems = [
     "MODEL_SETS.demo: overlap must be at least 2m (KV serves stale values for up to 60 s and consumers need time to refetch)",
     "MODEL_SETS.other: model_ids must be a non-empty array of model ids",
@@ -225,7 +296,8 @@ describe("an invalid configuration is never half-applied", () => {
       expect(err.error, path).toBe("config_invalid");
       text += err.message;
     }
-    for (const secret of [w.env.BASETEN_API_KEY!, w.env.ENCRYPTION_KEY!, w.env.WEBHOOK_SECRET!, "tooShortSecret"]) expect(text).not.toContain(secret);
+    for (const secret of [w.env.BASETEN_API_KEY!, w.env.ENCRYPTION_KEY!, w.env.WEBHOOK_SECRET!, "tooShortSecret"])
+      expect(text).not.toContain(secret);
   });
 
   it("a cron tick mints nothing and logs every problem", async () => {
@@ -249,7 +321,10 @@ describe("an invalid configuration is never half-applied", () => {
   });
 
   it("the same cron tick with a valid configuration does mint (the test above can fail)", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     const ctx = createExecutionContext();
     await worker.scheduled(createScheduledController({ cron: "* * * * *", scheduledTime: Date.now() }), w.env, ctx);
     await waitOnExecutionContext(ctx);
@@ -280,7 +355,11 @@ describe("npm run check (dev/config-report.ts)", () => {
   });
 
   it("checks the secrets it is given, without echoing them", () => {
-    const report = checkConfiguration({ vars, ...deployable, secrets: { BASETEN_API_KEY: "mgmt-key", ENCRYPTION_KEY: "c2hvcnQ=", ADMIN_TOKEN: "shortAdm1n" } });
+    const report = checkConfiguration({
+      vars,
+      ...deployable,
+      secrets: { BASETEN_API_KEY: "mgmt-key", ENCRYPTION_KEY: "c2hvcnQ=", ADMIN_TOKEN: "shortAdm1n" },
+    });
     expect(report.problems).toEqual(["ENCRYPTION_KEY: must be base64 of exactly 32 bytes", ADMIN_SHORT]);
     expect(report.unchecked).toEqual(["WEBHOOK_SECRET"]);
     expect(report.problems.join()).not.toMatch(/c2hvcnQ|shortAdm1n/);
@@ -288,7 +367,13 @@ describe("npm run check (dev/config-report.ts)", () => {
 
   it("lists every var problem, a secret committed in [vars], and what a deployment needs", () => {
     const report = checkConfiguration({
-      vars: { ...vars, BASETEN_TEAM_ID: "replace-with-your-team-id", BASETEN_API_BASE: "http://127.0.0.1:8788", ADMIN_TOKEN: "committed-admin-token-123", MODEL_SETS: { chat: { ...GOOD_SET, overlap: "24h" } } },
+      vars: {
+        ...vars,
+        BASETEN_TEAM_ID: "replace-with-your-team-id",
+        BASETEN_API_BASE: "http://127.0.0.1:8788",
+        ADMIN_TOKEN: "committed-admin-token-123",
+        MODEL_SETS: { chat: { ...GOOD_SET, overlap: "24h" } },
+      },
       d1_databases: [{ binding: "DB", database_id: "00000000-0000-0000-0000-000000000000" }],
       kv_namespaces: [],
       crons: [],
@@ -317,40 +402,139 @@ describe("secrets, verify, team_id and schedule: every bad input is a named prob
   const KEY_B = randomB64(32);
   const TOKEN = "adm_0123456789abcdef0123456789abcdef";
   const VERIFY = { url: "https://model-abcd1234.api.baseten.co/production/predict", body: { prompt: "ping" } };
-  const TOKEN_HASH_OF = async (t: string) => [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(t)))].map((b) => b.toString(16).padStart(2, "0")).join("");
+  const TOKEN_HASH_OF = async (t: string) =>
+    [...new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(t)))]
+      .map((b) => b.toString(16).padStart(2, "0"))
+      .join("");
 
   const cases: [string, Record<string, unknown>, string[]][] = [
-    ["a previous key of 16 bytes", { ENCRYPTION_KEY_PREVIOUS: randomB64(16) }, ["ENCRYPTION_KEY_PREVIOUS: must be base64 of exactly 32 bytes"]],
-    ["a previous key that is not base64", { ENCRYPTION_KEY_PREVIOUS: `${KEY_A} not*base64` }, ["ENCRYPTION_KEY_PREVIOUS (entry 2 of 2): must be base64 of exactly 32 bytes"]],
-    ["the same previous key listed twice", { ENCRYPTION_KEY_PREVIOUS: `${KEY_A} ${KEY_B} ${KEY_A}` }, ["ENCRYPTION_KEY_PREVIOUS (entry 3 of 3): the same value as entry 1"]],
-    ["more than 8 previous keys", { ENCRYPTION_KEY_PREVIOUS: Array.from({ length: 9 }, () => randomB64(32)).join(" ") }, ["ENCRYPTION_KEY_PREVIOUS: 9 entries, at most 8 (keep the new value and the one being phased out)"]],
-    ["an empty entry (two spaces)", { ENCRYPTION_KEY_PREVIOUS: `${KEY_A}  ${KEY_B}` }, ["ENCRYPTION_KEY_PREVIOUS (entry 2 of 3): empty (two spaces in a row)"]],
-    ["a whsec_ secret that does not decode", { WEBHOOK_SECRET: "whsec_AAAAA" }, ["WEBHOOK_SECRET: must be whsec_<base64>: the part after whsec_ does not decode as base64"]],
-    ["a whsec_ secret of one byte", { WEBHOOK_SECRET: "whsec_AA==" }, ["WEBHOOK_SECRET: is too weak: 1 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"]],
-    ["a whsec_ secret of 23 bytes in a list", { WEBHOOK_SECRET: `whsec_${randomB64(24)} whsec_${randomB64(23)}` }, ["WEBHOOK_SECRET (entry 2 of 2): is too weak: 23 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"]],
-    ["an empty WEBHOOK_SECRET entry", { WEBHOOK_SECRET: `whsec_${randomB64(24)}  whsec_${randomB64(24)}` }, ["WEBHOOK_SECRET (entry 2 of 3): empty (two spaces in a row)"]],
+    [
+      "a previous key of 16 bytes",
+      { ENCRYPTION_KEY_PREVIOUS: randomB64(16) },
+      ["ENCRYPTION_KEY_PREVIOUS: must be base64 of exactly 32 bytes"],
+    ],
+    [
+      "a previous key that is not base64",
+      { ENCRYPTION_KEY_PREVIOUS: `${KEY_A} not*base64` },
+      ["ENCRYPTION_KEY_PREVIOUS (entry 2 of 2): must be base64 of exactly 32 bytes"],
+    ],
+    [
+      "the same previous key listed twice",
+      { ENCRYPTION_KEY_PREVIOUS: `${KEY_A} ${KEY_B} ${KEY_A}` },
+      ["ENCRYPTION_KEY_PREVIOUS (entry 3 of 3): the same value as entry 1"],
+    ],
+    [
+      "more than 8 previous keys",
+      { ENCRYPTION_KEY_PREVIOUS: Array.from({ length: 9 }, () => randomB64(32)).join(" ") },
+      ["ENCRYPTION_KEY_PREVIOUS: 9 entries, at most 8 (keep the new value and the one being phased out)"],
+    ],
+    [
+      "an empty entry (two spaces)",
+      { ENCRYPTION_KEY_PREVIOUS: `${KEY_A}  ${KEY_B}` },
+      ["ENCRYPTION_KEY_PREVIOUS (entry 2 of 3): empty (two spaces in a row)"],
+    ],
+    [
+      "a whsec_ secret that does not decode",
+      { WEBHOOK_SECRET: "whsec_AAAAA" },
+      ["WEBHOOK_SECRET: must be whsec_<base64>: the part after whsec_ does not decode as base64"],
+    ],
+    [
+      "a whsec_ secret of one byte",
+      { WEBHOOK_SECRET: "whsec_AA==" },
+      ["WEBHOOK_SECRET: is too weak: 1 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"],
+    ],
+    [
+      "a whsec_ secret of 23 bytes in a list",
+      { WEBHOOK_SECRET: `whsec_${randomB64(24)} whsec_${randomB64(23)}` },
+      ["WEBHOOK_SECRET (entry 2 of 2): is too weak: 23 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"],
+    ],
+    [
+      "an empty WEBHOOK_SECRET entry",
+      { WEBHOOK_SECRET: `whsec_${randomB64(24)}  whsec_${randomB64(24)}` },
+      ["WEBHOOK_SECRET (entry 2 of 3): empty (two spaces in a row)"],
+    ],
     ["an ADMIN_TOKEN of 16 a's", { ADMIN_TOKEN: "aaaaaaaaaaaaaaaa" }, [ADMIN_SHORT]],
-    ["an ADMIN_TOKEN with a non-ASCII character", { ADMIN_TOKEN: `${TOKEN}é` }, ["ADMIN_TOKEN: must be printable ASCII without spaces (it is sent as Authorization: Bearer <token>)"]],
-    ["an ADMIN_TOKEN list with a short second token", { ADMIN_TOKEN: `${TOKEN} short` }, ["ADMIN_TOKEN (entry 2 of 2): must be at least 32 characters (e.g. openssl rand -hex 32)"]],
+    [
+      "an ADMIN_TOKEN with a non-ASCII character",
+      { ADMIN_TOKEN: `${TOKEN}é` },
+      ["ADMIN_TOKEN: must be printable ASCII without spaces (it is sent as Authorization: Bearer <token>)"],
+    ],
+    [
+      "an ADMIN_TOKEN list with a short second token",
+      { ADMIN_TOKEN: `${TOKEN} short` },
+      ["ADMIN_TOKEN (entry 2 of 2): must be at least 32 characters (e.g. openssl rand -hex 32)"],
+    ],
     ["an ADMIN_TOKEN listed twice", { ADMIN_TOKEN: `${TOKEN} ${TOKEN}` }, ["ADMIN_TOKEN (entry 2 of 2): the same value as entry 1"]],
-    ["a METRICS_TOKEN under 32 characters", { METRICS_TOKEN: "metrics-token" }, ["METRICS_TOKEN: must be at least 32 characters (e.g. openssl rand -hex 32)"]],
-    ["an http: BASETEN_API_BASE", { BASETEN_API_BASE: "http://api.baseten.co" }, ["BASETEN_API_BASE: must be https: (http: would send the management key in clear text; allowed only on localhost or 127.0.0.1)"]],
+    [
+      "a METRICS_TOKEN under 32 characters",
+      { METRICS_TOKEN: "metrics-token" },
+      ["METRICS_TOKEN: must be at least 32 characters (e.g. openssl rand -hex 32)"],
+    ],
+    [
+      "an http: BASETEN_API_BASE",
+      { BASETEN_API_BASE: "http://api.baseten.co" },
+      ["BASETEN_API_BASE: must be https: (http: would send the management key in clear text; allowed only on localhost or 127.0.0.1)"],
+    ],
     [
       "an http: event URL",
       { EVENT_WEBHOOKS: JSON.stringify([{ url: "http://hooks.example.com/x", secret: `whsec_${randomB64(24)}` }]) },
       ["EVENT_WEBHOOKS[0]: url must be an https: URL (http: only on localhost or 127.0.0.1)"],
     ],
-    ["an event secret of 8 bytes", { EVENT_WEBHOOKS: JSON.stringify([{ url: "https://hooks.example.com/x", secret: `whsec_${randomB64(8)}` }]) }, ["EVENT_WEBHOOKS[0]: secret is too weak: 8 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"]],
-    ["a verify URL on http: (not loopback)", { MODEL_SETS: chatWith({ verify: { url: "http://example.com/predict" } }) }, ["MODEL_SETS.chat: verify.url must be an https: URL (http: only on localhost or 127.0.0.1)"]],
-    ["a verify.expect with 401", { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: [200, 401] } }) }, ["MODEL_SETS.chat: verify.expect must not include 401 or 403: those mean the new key does not work"]],
-    ["a verify.expect with 403", { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: [403] } }) }, ["MODEL_SETS.chat: verify.expect must not include 401 or 403: those mean the new key does not work"]],
-    ["a verify.expect that is not statuses", { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: ["200"] } }) }, ["MODEL_SETS.chat: verify.expect must be a non-empty list of HTTP statuses (100-599)"]],
-    ["a verify with an unknown field", { MODEL_SETS: chatWith({ verify: { ...VERIFY, timeout: 5 } }) }, ['MODEL_SETS.chat: verify.unknown field "timeout"']],
-    ["a verify that sets authorization", { MODEL_SETS: chatWith({ verify: { ...VERIFY, headers: { Authorization: "x" } } }) }, ["MODEL_SETS.chat: verify.headers must not set authorization (the new key is sent as Authorization: Api-Key <key>)"]],
-    ["a verify GET with a body", { MODEL_SETS: chatWith({ verify: { ...VERIFY, method: "GET" } }) }, ["MODEL_SETS.chat: verify.body cannot be sent with GET"]],
-    ["a team_id with a slash", { MODEL_SETS: chatWith({ team_id: "team/../admin" }) }, ["MODEL_SETS.chat: team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)"]],
-    ["a team_id with a space", { MODEL_SETS: chatWith({ team_id: "my team" }) }, ["MODEL_SETS.chat: team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)"]],
-    ["both rotate_every and schedule", { MODEL_SETS: chatWith({ schedule: "0 10 * * TUE" }) }, ["MODEL_SETS.chat: has both rotate_every and schedule: use exactly one"]],
+    [
+      "an event secret of 8 bytes",
+      { EVENT_WEBHOOKS: JSON.stringify([{ url: "https://hooks.example.com/x", secret: `whsec_${randomB64(8)}` }]) },
+      ["EVENT_WEBHOOKS[0]: secret is too weak: 8 bytes after whsec_, at least 24 needed (e.g. whsec_$(openssl rand -base64 32))"],
+    ],
+    [
+      "a verify URL on http: (not loopback)",
+      { MODEL_SETS: chatWith({ verify: { url: "http://example.com/predict" } }) },
+      ["MODEL_SETS.chat: verify.url must be an https: URL (http: only on localhost or 127.0.0.1)"],
+    ],
+    [
+      "a verify.expect with 401",
+      { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: [200, 401] } }) },
+      ["MODEL_SETS.chat: verify.expect must not include 401 or 403: those mean the new key does not work"],
+    ],
+    [
+      "a verify.expect with 403",
+      { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: [403] } }) },
+      ["MODEL_SETS.chat: verify.expect must not include 401 or 403: those mean the new key does not work"],
+    ],
+    [
+      "a verify.expect that is not statuses",
+      { MODEL_SETS: chatWith({ verify: { ...VERIFY, expect: ["200"] } }) },
+      ["MODEL_SETS.chat: verify.expect must be a non-empty list of HTTP statuses (100-599)"],
+    ],
+    [
+      "a verify with an unknown field",
+      { MODEL_SETS: chatWith({ verify: { ...VERIFY, timeout: 5 } }) },
+      ['MODEL_SETS.chat: verify.unknown field "timeout"'],
+    ],
+    [
+      "a verify that sets authorization",
+      { MODEL_SETS: chatWith({ verify: { ...VERIFY, headers: { Authorization: "x" } } }) },
+      ["MODEL_SETS.chat: verify.headers must not set authorization (the new key is sent as Authorization: Api-Key <key>)"],
+    ],
+    [
+      "a verify GET with a body",
+      { MODEL_SETS: chatWith({ verify: { ...VERIFY, method: "GET" } }) },
+      ["MODEL_SETS.chat: verify.body cannot be sent with GET"],
+    ],
+    [
+      "a team_id with a slash",
+      { MODEL_SETS: chatWith({ team_id: "team/../admin" }) },
+      ["MODEL_SETS.chat: team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)"],
+    ],
+    [
+      "a team_id with a space",
+      { MODEL_SETS: chatWith({ team_id: "my team" }) },
+      ["MODEL_SETS.chat: team_id must be 1-64 letters, digits, - or _ (it goes into the mint path /v1/teams/{team_id}/api_keys)"],
+    ],
+    [
+      "both rotate_every and schedule",
+      { MODEL_SETS: chatWith({ schedule: "0 10 * * TUE" }) },
+      ["MODEL_SETS.chat: has both rotate_every and schedule: use exactly one"],
+    ],
     [
       "a schedule with 6 fields",
       { MODEL_SETS: sets({ chat: { model_ids: ["abcd1234"], schedule: "0 0 10 * * TUE", overlap: "1h" } }) },
@@ -404,7 +588,11 @@ describe("secrets, verify, team_id and schedule: every bad input is a named prob
       METRICS_TOKEN: `met_${"z".repeat(40)}`,
       BASETEN_API_BASE: "http://127.0.0.1:8788",
       MODEL_SETS: sets({
-        chat: { ...GOOD_SET, team_id: "team-enterprise_2", verify: { url: "http://localhost:9000/model/abcd1234/predict", method: "post", body: "{}", expect: [200, 422] } },
+        chat: {
+          ...GOOD_SET,
+          team_id: "team-enterprise_2",
+          verify: { url: "http://localhost:9000/model/abcd1234/predict", method: "post", body: "{}", expect: [200, 422] },
+        },
         weekly: { model_ids: ["abcd1234"], schedule: "0 10 * * TUE", overlap: "2h" },
       }),
     } as unknown as Env);
@@ -419,13 +607,21 @@ describe("secrets, verify, team_id and schedule: every bad input is a named prob
     const shown = JSON.stringify(c.keyring);
     expect(shown).not.toContain(KEY_A);
     expect(shown).not.toContain(KEY_B);
-    expect(c.sets.get("chat")).toMatchObject({ teamId: "team-enterprise_2", verify: { url: "http://localhost:9000/model/abcd1234/predict", method: "POST", body: "{}", expect: [200, 422], headers: {} } });
+    expect(c.sets.get("chat")).toMatchObject({
+      teamId: "team-enterprise_2",
+      verify: { url: "http://localhost:9000/model/abcd1234/predict", method: "POST", body: "{}", expect: [200, 422], headers: {} },
+    });
     expect(c.sets.get("weekly")).toMatchObject({ schedule: "0 10 * * TUE", rotateEveryMs: 7 * 86_400_000, overlapMs: 7_200_000 });
     expect(c.sets.get("weekly")!.teamId).toBeUndefined();
   });
 
   it("a bad input means /healthz 503 naming it, 503 config_invalid elsewhere, and nothing rotated", async () => {
-    const w = await makeWorld({ vars: { WEBHOOK_SECRET: "whsec_AA==", MODEL_SETS: sets({ demo: { model_ids: ["abcd1234"], schedule: "0 0 31 2 *", overlap: "1h" }, other: GOOD_SET }) } });
+    const w = await makeWorld({
+      vars: {
+        WEBHOOK_SECRET: "whsec_AA==",
+        MODEL_SETS: sets({ demo: { model_ids: ["abcd1234"], schedule: "0 0 31 2 *", overlap: "1h" }, other: GOOD_SET }),
+      },
+    });
     const health = await w.request("/healthz");
     expect(health.status).toBe(503);
     expect(((await health.json()) as { problems: string[] }).problems).toEqual([
@@ -441,10 +637,16 @@ describe("secrets, verify, team_id and schedule: every bad input is a named prob
 
   it("npm run check refuses a bad schedule offline, naming the set and field", () => {
     const report = checkConfiguration({
-      vars: { BASETEN_TEAM_ID: "team-1", MODEL_SETS: { chat: { model_ids: ["abcd1234"], schedule: "0 0 0 10 * TUE", overlap: "1h" } }, CONSUMERS: "{}" },
+      vars: {
+        BASETEN_TEAM_ID: "team-1",
+        MODEL_SETS: { chat: { model_ids: ["abcd1234"], schedule: "0 0 0 10 * TUE", overlap: "1h" } },
+        CONSUMERS: "{}",
+      },
       deployment: false,
     });
     expect(report.ok).toBe(false);
-    expect(report.problems).toEqual(['MODEL_SETS.chat: schedule must have exactly 5 fields (minute hour day-of-month month day-of-week, UTC); "0 0 0 10 * TUE" has 6']);
+    expect(report.problems).toEqual([
+      'MODEL_SETS.chat: schedule must have exactly 5 fields (minute hour day-of-month month day-of-week, UTC); "0 0 0 10 * TUE" has 6',
+    ]);
   });
 });

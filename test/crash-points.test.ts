@@ -11,7 +11,16 @@ import { describe, expect, it } from "vitest";
 import type { KeyDocument } from "../src/document.ts";
 import { LEASE_MS, RUN_AHEAD_MS, type RunReport } from "../src/rotation.ts";
 import { FaultPlan, faultyD1, faultyKV } from "./helpers/faulty-bindings.ts";
-import { currentRow, elsewhere, expectConverged, expectNoUntrackedKeys, kvGeneration, promiseBook, rows, servedLive } from "./helpers/invariants.ts";
+import {
+  currentRow,
+  elsewhere,
+  expectConverged,
+  expectNoUntrackedKeys,
+  kvGeneration,
+  promiseBook,
+  rows,
+  servedLive,
+} from "./helpers/invariants.ts";
 import { tally, useTally } from "./helpers/tally.ts";
 import { sendWebhook } from "./helpers/webhooks.ts";
 import { MIN, type World, makeWorld, prefixOf } from "./helpers/world.ts";
@@ -42,7 +51,9 @@ async function dueWorld() {
 async function demoRun(w: World): Promise<RunReport> {
   const summary = await w.tick();
   const run = summary.results.find((r) => r.model_set === "demo") as RunReport | undefined;
-  return run ?? { outcome: "noop", model_set: "demo", minted: null, replaced: null, revoked: [], revokePending: [], failure: null, events: [] };
+  return (
+    run ?? { outcome: "noop", model_set: "demo", minted: null, replaced: null, revoked: [], revokePending: [], failure: null, events: [] }
+  );
 }
 
 /**
@@ -105,7 +116,11 @@ describe("crash points: the mint's answer is lost", () => {
   it("lost answer and the recovery's list call failing too: the pending row keeps the key tracked until a later run deletes it", async () => {
     const { w, first } = await dueWorld();
     // The tick's sweep lists first (3 attempts), then the failed mint's recovery (3 more).
-    await w.fake.fault({ op: "list", kind: "503", count: 3 }, { op: "mint", kind: "lost_after_commit" }, { op: "list", kind: "503", count: 3 });
+    await w.fake.fault(
+      { op: "list", kind: "503", count: 3 },
+      { op: "mint", kind: "lost_after_commit" },
+      { op: "list", kind: "503", count: 3 },
+    );
     tally("crash", "mint lost_after_commit + list 503");
     expect((await demoRun(w)).outcome).toBe("failed");
     const pending = (await rows("demo")).find((r) => r.generation === 2)!;
@@ -248,7 +263,9 @@ describe("crash points: D1 fails after a successful mint", () => {
     expect(res.status).toBe(409);
     expect(Number(res.headers.get("retry-after"))).toBeGreaterThan(0);
     w.clock.advance(LEASE_MS);
-    expect((await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).status).toBe(200);
+    expect(
+      (await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).status,
+    ).toBe(200);
     w.clock.advance(10_000);
     const { doc } = await expectConverged(w, "demo");
     expect(doc.generation).toBe(3);
@@ -370,7 +387,9 @@ describe("crash points: a revoke fails halfway", () => {
     for (let i = 0; i < 2; i++) {
       w.clock.advance(MIN);
       await book.read(w);
-      expect((await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).status).toBe(200);
+      expect(
+        (await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).status,
+      ).toBe(200);
     }
     const prev = (await rows("demo")).filter((r) => r.state === "previous");
     expect(prev.map((r) => r.generation)).toEqual([1, 2]);

@@ -60,7 +60,10 @@ describe("encryption at rest", () => {
     for (const level of ["log", "info", "warn", "error"] as const) {
       vi.spyOn(console, level).mockImplementation((...args: unknown[]) => void logs.push(args.map(String).join(" ")));
     }
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     const issued: string[] = [];
 
     await w.tick(); // gen 1
@@ -94,7 +97,10 @@ describe("encryption at rest", () => {
     expect(d1.text + kv.text).not.toContain(w.fake.key);
 
     // Every stored ciphertext has its own 96-bit IV.
-    const { results } = await env.DB.prepare("SELECT generation, ciphertext FROM keys WHERE model_set = 'demo' ORDER BY generation").all<{ generation: number; ciphertext: string }>();
+    const { results } = await env.DB.prepare("SELECT generation, ciphertext FROM keys WHERE model_set = 'demo' ORDER BY generation").all<{
+      generation: number;
+      ciphertext: string;
+    }>();
     expect(results.map((r) => r.generation)).toEqual([1, 2, 3]);
     // Format k1:<key id>:<base64(iv || ciphertext)> (src/keyring.ts), sealed by ENCRYPTION_KEY.
     for (const r of results) expect(r.ciphertext).toMatch(/^k1:[0-9a-f]{8}:[A-Za-z0-9+/]+=*$/);
@@ -114,7 +120,10 @@ describe("encryption at rest", () => {
   });
 
   it("with the wrong ENCRYPTION_KEY the read path fails closed with 503 undecryptable_keys and serves no key", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w.tick();
     const good = await fetchDoc(w);
 
@@ -127,7 +136,11 @@ describe("encryption at rest", () => {
     w.clock.advance(MIN);
     for (const path of ["/v1/keys/demo", "/v1/keys"]) {
       const ctx = createExecutionContext();
-      const res = await app.fetch(new Request(`https://rotator.test${path}`, { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } }), wrongEnv, ctx);
+      const res = await app.fetch(
+        new Request(`https://rotator.test${path}`, { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } }),
+        wrongEnv,
+        ctx,
+      );
       await waitOnExecutionContext(ctx);
       expect(res.status, path).toBe(503);
       const text = await res.text();

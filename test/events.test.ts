@@ -23,16 +23,30 @@ interface Event {
 const ONE_SET = { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" };
 
 /** A world with one set and the given subscribers (each a sink of its own fake tenant). */
-async function world(subscribers: { query?: Parameters<ReturnType<typeof fakeTenant>["sinkUrl"]>[0]; events?: string[] }[], vars: Partial<Record<keyof Env, unknown>> = {}) {
+async function world(
+  subscribers: { query?: Parameters<ReturnType<typeof fakeTenant>["sinkUrl"]>[0]; events?: string[] }[],
+  vars: Partial<Record<keyof Env, unknown>> = {},
+) {
   const sinks = subscribers.map((s) => ({ tenant: fakeTenant(env.BASETEN_API_BASE), secret: randomSecret(), ...s }));
   const config = sinks.map((s) => ({ url: s.tenant.sinkUrl(s.query), secret: s.secret, events: s.events }));
-  const w = await makeWorld({ sets: { demo: ONE_SET }, consumers: { "demo-svc": ["demo"] }, vars: { EVENT_WEBHOOKS: JSON.stringify(config), ...vars } });
+  const w = await makeWorld({
+    sets: { demo: ONE_SET },
+    consumers: { "demo-svc": ["demo"] },
+    vars: { EVENT_WEBHOOKS: JSON.stringify(config), ...vars },
+  });
   return { w, sinks };
 }
 
-async function received(sink: { tenant: ReturnType<typeof fakeTenant>; secret: string }): Promise<(SinkDelivery & { event: Event; valid: boolean })[]> {
+async function received(sink: {
+  tenant: ReturnType<typeof fakeTenant>;
+  secret: string;
+}): Promise<(SinkDelivery & { event: Event; valid: boolean })[]> {
   return Promise.all(
-    (await sink.tenant.sink()).map(async (d) => ({ ...d, event: JSON.parse(d.body) as Event, valid: await verifyDelivery(sink.secret, d.headers, d.body) })),
+    (await sink.tenant.sink()).map(async (d) => ({
+      ...d,
+      event: JSON.parse(d.body) as Event,
+      valid: await verifyDelivery(sink.secret, d.headers, d.body),
+    })),
   );
 }
 
@@ -113,7 +127,9 @@ describe("events out", () => {
     expect(line).not.toContain(sinks[0]!.secret);
     expect(line).not.toContain("/__sink/"); // the URL path may hold a credential: only the origin is logged
 
-    const status = (await (await w.request("/v1/admin/status", { headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).json()) as { event_failures: unknown[] };
+    const status = (await (await w.request("/v1/admin/status", { headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).json()) as {
+      event_failures: unknown[];
+    };
     expect(status.event_failures).toEqual([
       {
         subscriber: new URL(env.BASETEN_API_BASE).origin,
@@ -135,7 +151,9 @@ describe("events out", () => {
     const got = await received(sinks[0]!);
     expect(got.map((d) => d.status)).toEqual([500, 204]);
     expect(got[0]!.headers["webhook-id"]).toBe(got[1]!.headers["webhook-id"]);
-    const status = (await (await w.request("/v1/admin/status", { headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).json()) as { event_failures: unknown[] };
+    const status = (await (await w.request("/v1/admin/status", { headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).json()) as {
+      event_failures: unknown[];
+    };
     expect(status.event_failures).toEqual([]);
   });
 
@@ -144,10 +162,19 @@ describe("events out", () => {
     const config = loadConfig(w.env);
     if (!config.ok) throw new Error("config");
     const ctx = createExecutionContext();
-    deliverEvents(config.config, w.env.DB, [{ type: "key.rotated", model_set: "demo", generation: 1, at: w.clock.now(), trigger: "admin", data: {} }], ctx, { timeoutMs: 100, backoffMs: 1, attempts: 2 });
+    deliverEvents(
+      config.config,
+      w.env.DB,
+      [{ type: "key.rotated", model_set: "demo", generation: 1, at: w.clock.now(), trigger: "admin", data: {} }],
+      ctx,
+      { timeoutMs: 100, backoffMs: 1, attempts: 2 },
+    );
     await waitOnExecutionContext(ctx);
     expect((await sinks[0]!.tenant.sink()).length).toBe(2);
-    const row = await w.env.DB.prepare("SELECT failed_error, failed_attempts FROM event_deliveries").first<{ failed_error: string; failed_attempts: number }>();
+    const row = await w.env.DB.prepare("SELECT failed_error, failed_attempts FROM event_deliveries").first<{
+      failed_error: string;
+      failed_attempts: number;
+    }>();
     expect(row).toEqual({ failed_error: "timeout after 100 ms", failed_attempts: 2 });
   });
 
@@ -157,6 +184,8 @@ describe("events out", () => {
     await worker.scheduled!(createScheduledController({ scheduledTime: Date.now(), cron: "* * * * *" }), w.env, ctx);
     await waitOnExecutionContext(ctx);
     const got = await received(sinks[0]!);
-    expect(got.map((d) => [d.event.type, d.event.data.trigger, d.event.data.generation, d.valid])).toEqual([["key.rotated", "cron", 1, true]]);
+    expect(got.map((d) => [d.event.type, d.event.data.trigger, d.event.data.generation, d.valid])).toEqual([
+      ["key.rotated", "cron", 1, true],
+    ]);
   });
 });

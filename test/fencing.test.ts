@@ -47,7 +47,11 @@ function laggingPuts(kv: KVNamespace) {
 describe("fencing", () => {
   it("a run whose KV put stalls past its lease while another run rotates with revoke_previous: KV ends at the newest key and no location serves the revoked one after the caches' lag", async () => {
     const lag = laggingPuts(env.KEYS);
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] }, vars: { KEYS: lag.kv } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+      vars: { KEYS: lag.kv },
+    });
     const other = elsewhere(w);
     await w.tick();
     const config = loadConfig(w.env);
@@ -69,7 +73,10 @@ describe("fencing", () => {
     await new Promise((r) => setTimeout(r, 50));
     expect(await kvGeneration("demo")).toBe(2);
     // ...but A's re-check recorded that KV may be behind, so the next tick rewrites it.
-    expect((await env.DB.prepare("SELECT cached_generation FROM sets WHERE model_set = 'demo'").first<{ cached_generation: number }>())?.cached_generation).toBe(2);
+    expect(
+      (await env.DB.prepare("SELECT cached_generation FROM sets WHERE model_set = 'demo'").first<{ cached_generation: number }>())
+        ?.cached_generation,
+    ).toBe(2);
     w.clock.advance(MIN);
     await w.tick();
     expect(await kvGeneration("demo")).toBe(3);
@@ -79,7 +86,10 @@ describe("fencing", () => {
   });
 
   it("a mint answered after the run's deadline is neither promoted nor cached; the next run deletes that key by name", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w.tick();
     const first = await servedLive(w);
     const config = loadConfig(w.env);
@@ -100,7 +110,9 @@ describe("fencing", () => {
     expect((await servedLive(w)).api_key).toBe(first.api_key);
     // After the lease, the next run finds the key by name, deletes it, and mints afresh.
     w.clock.advance(LEASE_MS);
-    expect((await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).status).toBe(200);
+    expect(
+      (await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } })).status,
+    ).toBe(200);
     expect((await rows("demo")).find((x) => x.generation === 2)?.state).toBe("abandoned");
     expect((await w.fake.liveKeys()).some((k) => k.name === gen2.name)).toBe(false);
     w.clock.advance(10_000);
@@ -141,7 +153,17 @@ describe("cache entries sealed whole", () => {
 
   it("an entry in the old format (JSON with only api_key sealed, refresh_at edited) is a miss; the next tick rewrites it", async () => {
     const { w, demo } = await twoSets();
-    const old = { v: 1, model_set: "demo", model_ids: ["evil"], generation: demo.generation, created_at: 0, refresh_at: Date.parse("2099-01-01T00:00:00Z"), expires_at: 0, overlap_ms: 0, ct: "AAAA" };
+    const old = {
+      v: 1,
+      model_set: "demo",
+      model_ids: ["evil"],
+      generation: demo.generation,
+      created_at: 0,
+      refresh_at: Date.parse("2099-01-01T00:00:00Z"),
+      expires_at: 0,
+      overlap_ms: 0,
+      ct: "AAAA",
+    };
     await env.KEYS.put("key:demo", JSON.stringify(old), { metadata: { g: demo.generation } });
     expect(await servedLive(w, "demo", "demo-svc")).toEqual(demo);
     expect(prefixOf(demo.api_key)).toBeTruthy();

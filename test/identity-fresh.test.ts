@@ -34,9 +34,13 @@ async function laggingKv(kv: KVNamespace): Promise<KVNamespace> {
   };
   return new Proxy(kv, {
     get(target, prop) {
-      if (prop === "get") return async (key: string, opts?: unknown) => (held.has(key) ? typed(held.get(key)!.value, opts) : target.get(key, opts as never));
+      if (prop === "get")
+        return async (key: string, opts?: unknown) => (held.has(key) ? typed(held.get(key)!.value, opts) : target.get(key, opts as never));
       if (prop === "getWithMetadata")
-        return async (key: string, opts?: unknown) => (held.has(key) ? { value: typed(held.get(key)!.value, opts), metadata: held.get(key)!.metadata, cacheStatus: null } : target.getWithMetadata(key, opts as never));
+        return async (key: string, opts?: unknown) =>
+          held.has(key)
+            ? { value: typed(held.get(key)!.value, opts), metadata: held.get(key)!.metadata, cacheStatus: null }
+            : target.getWithMetadata(key, opts as never);
       const v = Reflect.get(target, prop);
       return typeof v === "function" ? v.bind(target) : v;
     },
@@ -47,10 +51,18 @@ async function laggingKv(kv: KVNamespace): Promise<KVNamespace> {
 async function location(w: World, kv: KVNamespace) {
   const locEnv = { ...w.env, KEYS: kv } as Env;
   let d1 = 0;
-  const countedEnv = { ...locEnv, DB: new Proxy(locEnv.DB, {
+  const countedEnv = {
+    ...locEnv,
+    DB: new Proxy(locEnv.DB, {
       // D1 reads (tracking writes are counted by their own test).
-      get: (t, p) => (p === "prepare" ? (sql: string) => (/^\s*SELECT/i.test(sql) && d1++, t.prepare(sql)) : typeof Reflect.get(t, p) === "function" ? Reflect.get(t, p).bind(t) : Reflect.get(t, p)),
-    }) } as Env;
+      get: (t, p) =>
+        p === "prepare"
+          ? (sql: string) => (/^\s*SELECT/i.test(sql) && d1++, t.prepare(sql))
+          : typeof Reflect.get(t, p) === "function"
+            ? Reflect.get(t, p).bind(t)
+            : Reflect.get(t, p),
+    }),
+  } as Env;
   const app = createApp({ clock: w.clock.now });
   const fetchHere = async (input: Request | string | URL, init?: RequestInit) => {
     const ctx = createExecutionContext();
@@ -89,7 +101,9 @@ describe("fresh reads after a revoke_previous", () => {
   it("a lagging location serves the revoked key to a plain read, D1's current key to Cache-Control: no-cache", async () => {
     const old = (await (await w.getKey("demo")).json()) as KeyDocument;
     const far = await location(w, await laggingKv(env.KEYS));
-    expect(((await (await far.fetch("https://rotator.test/v1/keys/demo", { headers: bearer() })).json()) as KeyDocument).generation).toBe(1);
+    expect(((await (await far.fetch("https://rotator.test/v1/keys/demo", { headers: bearer() })).json()) as KeyDocument).generation).toBe(
+      1,
+    );
 
     expect((await revokePrevious(w)).status).toBe(200);
     expect(await w.liveKeyPrefixes()).not.toContain(prefixOf(old.api_key));
@@ -105,12 +119,22 @@ describe("fresh reads after a revoke_previous", () => {
     expect(fresh.generation).toBe(2);
     expect(await w.liveKeyPrefixes()).toContain(prefixOf(fresh.api_key));
     // ... and the location's memory now holds the new key for plain reads too.
-    expect(((await (await far.fetch("https://rotator.test/v1/keys/demo", { headers: bearer() })).json()) as KeyDocument).generation).toBe(2);
+    expect(((await (await far.fetch("https://rotator.test/v1/keys/demo", { headers: bearer() })).json()) as KeyDocument).generation).toBe(
+      2,
+    );
   });
 
   it("a client at the lagging location recovers on its next call: one 401, then the new key", async () => {
     const far = await location(w, await laggingKv(env.KEYS));
-    const client = createKeyClient({ url: "https://rotator.test", token: w.tokens["demo-svc"]!, modelSet: "demo", fetch: far.fetch, basetenFetch: inference(w), clock: w.clock.now, random: () => 0 });
+    const client = createKeyClient({
+      url: "https://rotator.test",
+      token: w.tokens["demo-svc"]!,
+      modelSet: "demo",
+      fetch: far.fetch,
+      basetenFetch: inference(w),
+      clock: w.clock.now,
+      random: () => 0,
+    });
     expect((await client.fetchWithKey("https://model.test/predict", { method: "POST", body: "{}" })).status).toBe(200);
     expect((await client.getKey()).generation).toBe(1);
 
@@ -129,7 +153,15 @@ describe("fresh reads after a revoke_previous", () => {
       h.delete("cache-control");
       return far.fetch(input, { ...init, headers: h });
     };
-    const client = createKeyClient({ url: "https://rotator.test", token: w.tokens["demo-svc"]!, modelSet: "demo", fetch: noFresh, basetenFetch: inference(w), clock: w.clock.now, random: () => 0 });
+    const client = createKeyClient({
+      url: "https://rotator.test",
+      token: w.tokens["demo-svc"]!,
+      modelSet: "demo",
+      fetch: noFresh,
+      basetenFetch: inference(w),
+      clock: w.clock.now,
+      random: () => 0,
+    });
     expect((await client.fetchWithKey("https://model.test/predict", { method: "POST", body: "{}" })).status).toBe(200);
     expect((await revokePrevious(w)).status).toBe(200);
     w.clock.advance(6_000);
@@ -151,7 +183,9 @@ describe("fresh reads after a revoke_previous", () => {
     await fresh();
     expect(far.d1() - afterFirst).toBe(1);
     // Another consumer has its own budget.
-    await far.fetch("https://rotator.test/v1/keys/other", { headers: { authorization: `Bearer ${w.tokens["other-svc"]}`, "cache-control": "no-cache" } });
+    await far.fetch("https://rotator.test/v1/keys/other", {
+      headers: { authorization: `Bearer ${w.tokens["other-svc"]}`, "cache-control": "no-cache" },
+    });
     expect(far.d1() - afterFirst).toBe(2);
   });
 
@@ -159,8 +193,13 @@ describe("fresh reads after a revoke_previous", () => {
     const far = await location(w, await laggingKv(env.KEYS));
     expect((await revokePrevious(w)).status).toBe(200);
     const before = far.d1();
-    expect((await far.fetch("https://rotator.test/v1/keys/demo", { headers: { authorization: "Bearer nope", "cache-control": "no-cache" } })).status).toBe(401);
-    const list = (await (await far.fetch("https://rotator.test/v1/keys", { headers: { ...bearer(), "cache-control": "no-cache" } })).json()) as { keys: KeyDocument[] };
+    expect(
+      (await far.fetch("https://rotator.test/v1/keys/demo", { headers: { authorization: "Bearer nope", "cache-control": "no-cache" } }))
+        .status,
+    ).toBe(401);
+    const list = (await (
+      await far.fetch("https://rotator.test/v1/keys", { headers: { ...bearer(), "cache-control": "no-cache" } })
+    ).json()) as { keys: KeyDocument[] };
     expect(list.keys.map((k) => k.generation)).toEqual([2]);
     expect(far.d1() - before).toBeLessThanOrEqual(3); // managed snapshot + current row (+ tracking)
   });
@@ -181,10 +220,19 @@ describe("consumer tracking", () => {
     const mod = await import("../src/identity/tracking.ts");
     expect(mod.trackingWrites - before).toBe(1);
     const rows = await env.DB.prepare("SELECT consumer, model_set, generation, first_at FROM consumer_seen").all();
-    expect(rows.results).toEqual([{ consumer: "demo-svc", model_set: "demo", generation: 1, first_at: w.clock.now() - 0 }].map((r) => ({ ...r, first_at: expect.any(Number) })));
+    expect(rows.results).toEqual(
+      [{ consumer: "demo-svc", model_set: "demo", generation: 1, first_at: w.clock.now() - 0 }].map((r) => ({
+        ...r,
+        first_at: expect.any(Number),
+      })),
+    );
 
     const status = await consumerStatus(w.env, config.config, w.clock.now());
-    expect(status.find((c) => c.name === "demo-svc")).toMatchObject({ kind: "token", model_sets: ["demo"], seen: [{ model_set: "demo", generation: 1, lagging: false }] });
+    expect(status.find((c) => c.name === "demo-svc")).toMatchObject({
+      kind: "token",
+      model_sets: ["demo"],
+      seen: [{ model_set: "demo", generation: 1, lagging: false }],
+    });
     expect(status.find((c) => c.name === "other-svc")).toMatchObject({ seen: [] });
   });
 
@@ -200,7 +248,13 @@ describe("consumer tracking", () => {
     status = await consumerStatus(w.env, config.config, late);
     expect(status.find((c) => c.name === "demo-svc")!.seen[0]).toMatchObject({ generation: 1, lagging: true });
     const events = await laggingEvents(w.env.DB, config.config, late);
-    expect(events).toEqual([expect.objectContaining({ type: "consumer.lagging", model_set: "demo", data: expect.objectContaining({ consumer: "demo-svc", held_generation: 1, current_generation: 2 }) })]);
+    expect(events).toEqual([
+      expect.objectContaining({
+        type: "consumer.lagging",
+        model_set: "demo",
+        data: expect.objectContaining({ consumer: "demo-svc", held_generation: 1, current_generation: 2 }),
+      }),
+    ]);
     expect(await laggingEvents(w.env.DB, config.config, late + MIN)).toEqual([]);
     // Fetching the new key ends it.
     w.clock.set(late);

@@ -17,7 +17,8 @@ import { type World, makeWorld, sha256Hex } from "./helpers/world.ts";
 
 let w: World;
 const admin = () => ({ authorization: `Bearer ${w.env.ADMIN_TOKEN}`, "content-type": "application/json" });
-const create = (body: unknown, headers: Record<string, string> = admin()) => w.request("/v1/admin/consumers", { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) });
+const create = (body: unknown, headers: Record<string, string> = admin()) =>
+  w.request("/v1/admin/consumers", { method: "POST", headers, body: typeof body === "string" ? body : JSON.stringify(body) });
 const remove = (name: string) => w.request(`/v1/admin/consumers/${name}`, { method: "DELETE", headers: admin() });
 
 /** Another location: its own env object, so its own config, snapshot and memory. */
@@ -28,7 +29,11 @@ function elsewhere() {
     env: locEnv,
     async get(path: string, token: string) {
       const ctx = createExecutionContext();
-      const res = await app.fetch(new Request(`https://rotator.test${path}`, { headers: { authorization: `Bearer ${token}` } }), locEnv, ctx);
+      const res = await app.fetch(
+        new Request(`https://rotator.test${path}`, { headers: { authorization: `Bearer ${token}` } }),
+        locEnv,
+        ctx,
+      );
       await waitOnExecutionContext(ctx);
       return res;
     },
@@ -67,7 +72,9 @@ describe("managed consumers", () => {
     ]);
     expect(JSON.stringify(listed)).not.toMatch(/[0-9a-f]{64}|bkr_/);
 
-    const audit = await env.DB.prepare("SELECT model_set, action, trigger, reason, consumer FROM audit WHERE consumer IS NOT NULL ORDER BY model_set").all();
+    const audit = await env.DB.prepare(
+      "SELECT model_set, action, trigger, reason, consumer FROM audit WHERE consumer IS NOT NULL ORDER BY model_set",
+    ).all();
     expect(audit.results).toEqual([
       { model_set: "demo", action: "consumer_created", trigger: "admin", reason: "new team", consumer: "batch-jobs" },
       { model_set: "other", action: "consumer_created", trigger: "admin", reason: "new team", consumer: "batch-jobs" },
@@ -109,7 +116,11 @@ describe("managed consumers", () => {
   it("admin token required (401 + WWW-Authenticate); wrong methods 405 + Allow; unknown name 404", async () => {
     for (const headers of [{}, { authorization: `Bearer ${w.tokens["demo-svc"]}` }] as Record<string, string>[]) {
       for (const res of [
-        await w.request("/v1/admin/consumers", { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify({ name: "x", model_sets: ["demo"] }) }),
+        await w.request("/v1/admin/consumers", {
+          method: "POST",
+          headers: { ...headers, "content-type": "application/json" },
+          body: JSON.stringify({ name: "x", model_sets: ["demo"] }),
+        }),
         await w.request("/v1/admin/consumers", { headers }),
         await w.request("/v1/admin/consumers/x", { method: "DELETE", headers }),
       ]) {
@@ -180,7 +191,11 @@ describe("managed consumers", () => {
     const config = loadConfig(w.env);
     if (!config.ok) throw new Error("config");
     const status = await consumerStatus(w.env, config.config, w.clock.now());
-    expect(status.find((c) => c.name === "tracked")).toMatchObject({ kind: "managed", model_sets: ["demo"], seen: [{ model_set: "demo", generation: 1, lagging: false }] });
+    expect(status.find((c) => c.name === "tracked")).toMatchObject({
+      kind: "managed",
+      model_sets: ["demo"],
+      seen: [{ model_set: "demo", generation: 1, lagging: false }],
+    });
   });
 });
 

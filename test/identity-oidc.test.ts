@@ -34,7 +34,14 @@ class Issuer {
   /** A JWT with sensible defaults at `nowMs` (override or drop claims with null). */
   async sign(nowMs: number, o: SignOptions = {}): Promise<string> {
     const now = Math.floor(nowMs / 1000);
-    const claims = { aud: "bkr", sub: "repo:acme/api:ref:refs/heads/main", iat: now, exp: now + 600, jti: crypto.randomUUID(), ...o.claims };
+    const claims = {
+      aud: "bkr",
+      sub: "repo:acme/api:ref:refs/heads/main",
+      iat: now,
+      exp: now + 600,
+      jti: crypto.randomUUID(),
+      ...o.claims,
+    };
     return (await this.post("/__sign", { alg: o.alg ?? "RS256", claims, unpublished: o.unpublished, kid: o.kid })).token as string;
   }
   mode(mode: { jwks?: string; discovery?: string }) {
@@ -58,7 +65,10 @@ async function world(issuer: Issuer, extra: Record<string, unknown> = {}) {
   const consumers = {
     "static-svc": { token_sha256: await sha256Hex(staticToken), model_sets: ["demo"] },
     "gh-main": { oidc: { issuer: issuer.url, audience: "bkr", subject: "repo:acme/*:ref:refs/heads/main" }, model_sets: ["demo"] },
-    "gh-prod": { oidc: { issuer: issuer.url, audience: "bkr-prod", subject: "repo:acme/*", claims: { environment: "prod" } }, model_sets: ["other"] },
+    "gh-prod": {
+      oidc: { issuer: issuer.url, audience: "bkr-prod", subject: "repo:acme/*", claims: { environment: "prod" } },
+      model_sets: ["other"],
+    },
     ...extra,
   };
   const w = await makeWorld({ sets: SETS, consumers: {}, vars: { CONSUMERS: JSON.stringify(consumers) } });
@@ -66,7 +76,8 @@ async function world(issuer: Issuer, extra: Record<string, unknown> = {}) {
   return { w, staticToken };
 }
 
-const get = (w: World, path: string, token: string, headers: Record<string, string> = {}) => w.request(path, { headers: { authorization: `Bearer ${token}`, ...headers } });
+const get = (w: World, path: string, token: string, headers: Record<string, string> = {}) =>
+  w.request(path, { headers: { authorization: `Bearer ${token}`, ...headers } });
 
 async function refusal(res: Response): Promise<{ error: string; message: string }> {
   expect(res.status).toBe(401);
@@ -113,7 +124,8 @@ describe("OIDC: valid identities", () => {
   it("subject patterns: * spans any run of characters, / included, anchored at both ends", async () => {
     const ok = ["repo:acme/api:ref:refs/heads/main", "repo:acme/a/b/c:ref:refs/heads/main", "repo:acme/:ref:refs/heads/main"];
     const bad = ["repo:acme/api:ref:refs/heads/main2", "xrepo:acme/api:ref:refs/heads/main", "repo:other/api:ref:refs/heads/main"];
-    for (const sub of ok) expect((await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now(), { claims: { sub } }))).status, sub).toBe(200);
+    for (const sub of ok)
+      expect((await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now(), { claims: { sub } }))).status, sub).toBe(200);
     for (const sub of bad) {
       const body = await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now(), { claims: { sub } })));
       expect(body.message, sub).toMatch(/^subject\b/);
@@ -122,8 +134,13 @@ describe("OIDC: valid identities", () => {
 
   it("60 s leeway: expired 30 s ago still works, 90 s ago does not", async () => {
     const now = Math.floor(w.clock.now() / 1000);
-    expect((await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now(), { claims: { exp: now - 30, iat: now - 600 } }))).status).toBe(200);
-    expect((await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now(), { claims: { exp: now - 90, iat: now - 600 } })))).message).toMatch(/^expired\b/);
+    expect((await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now(), { claims: { exp: now - 30, iat: now - 600 } }))).status).toBe(
+      200,
+    );
+    expect(
+      (await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now(), { claims: { exp: now - 90, iat: now - 600 } }))))
+        .message,
+    ).toMatch(/^expired\b/);
   });
 });
 
@@ -155,11 +172,19 @@ describe("OIDC: every bad JWT is a 401 naming the check, with no 5xx, no write, 
     ["an iss claim naming our issuer, signed by another", async (n) => stranger.sign(n, { claims: { iss: issuer.url } }), "signature"],
     ["expired", async (n) => issuer.sign(n, { claims: { exp: Math.floor(n / 1000) - 3600, iat: Math.floor(n / 1000) - 7200 } }), "expired"],
     ["nbf in the future", async (n) => issuer.sign(n, { claims: { nbf: Math.floor(n / 1000) + 600 } }), "not_yet_valid"],
-    ["iat in the future", async (n) => issuer.sign(n, { claims: { iat: Math.floor(n / 1000) + 600, exp: Math.floor(n / 1000) + 1200 } }), "not_yet_valid"],
+    [
+      "iat in the future",
+      async (n) => issuer.sign(n, { claims: { iat: Math.floor(n / 1000) + 600, exp: Math.floor(n / 1000) + 1200 } }),
+      "not_yet_valid",
+    ],
     ["a kid the issuer does not have", async (n) => issuer.sign(n, { unpublished: true }), "signature"],
     ["a known kid, signed by another key", async (n) => issuer.sign(n, { unpublished: true, kid: `bad-${run}-rs-1` }), "signature"],
     ["a subject no consumer accepts", async (n) => issuer.sign(n, { claims: { sub: "repo:evil/api:ref:refs/heads/main" } }), "subject"],
-    ["a required claim that does not match", async (n) => issuer.sign(n, { claims: { aud: "bkr-prod", sub: "repo:acme/api", environment: "staging" } }), "claim"],
+    [
+      "a required claim that does not match",
+      async (n) => issuer.sign(n, { claims: { aud: "bkr-prod", sub: "repo:acme/api", environment: "staging" } }),
+      "claim",
+    ],
   ];
 
   it.each(cases)("%s", async (_name, make, word) => {
@@ -168,13 +193,24 @@ describe("OIDC: every bad JWT is a 401 naming the check, with no 5xx, no write, 
     let kvWrites = 0;
     const countedEnv = {
       ...w.env,
-      DB: new Proxy(w.env.DB, { get: (t, p) => (d1++, typeof Reflect.get(t, p) === "function" ? Reflect.get(t, p).bind(t) : Reflect.get(t, p)) }),
-      KEYS: new Proxy(w.env.KEYS, { get: (t, p) => ((p === "put" || p === "delete") && kvWrites++, typeof Reflect.get(t, p) === "function" ? Reflect.get(t, p).bind(t) : Reflect.get(t, p)) }),
+      DB: new Proxy(w.env.DB, {
+        get: (t, p) => (d1++, typeof Reflect.get(t, p) === "function" ? Reflect.get(t, p).bind(t) : Reflect.get(t, p)),
+      }),
+      KEYS: new Proxy(w.env.KEYS, {
+        get: (t, p) => (
+          (p === "put" || p === "delete") && kvWrites++,
+          typeof Reflect.get(t, p) === "function" ? Reflect.get(t, p).bind(t) : Reflect.get(t, p)
+        ),
+      }),
     };
     const { createApp } = await import("../src/app.ts");
     const app = createApp({ clock: w.clock.now });
     for (const path of ["/v1/keys/demo", "/v1/keys"]) {
-      const res = await app.fetch(new Request(`https://rotator.test${path}`, { headers: { authorization: `Bearer ${token}` } }), countedEnv as typeof w.env, { waitUntil() {}, passThroughOnException() {} } as unknown as ExecutionContext);
+      const res = await app.fetch(
+        new Request(`https://rotator.test${path}`, { headers: { authorization: `Bearer ${token}` } }),
+        countedEnv as typeof w.env,
+        { waitUntil() {}, passThroughOnException() {} } as unknown as ExecutionContext,
+      );
       const body = await refusal(res);
       expect(body.error).toBe("unauthorized");
       expect(body.message, path).toMatch(new RegExp(`^${word}\\b`));
@@ -198,15 +234,18 @@ describe("OIDC: the issuer failing, rotating and being flooded", () => {
     ({ w, staticToken } = await world(issuer));
   });
 
-  it.each(["500", "garbage", "not_jwks"])("JWKS %s: 401 signature, static tokens keep working, recovers once the issuer does", async (mode) => {
-    await issuer.mode({ jwks: mode });
-    const res = await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now()));
-    expect((await refusal(res)).message).toMatch(/^signature\b/);
-    expect((await get(w, "/v1/keys/demo", staticToken)).status).toBe(200);
-    await issuer.mode({ jwks: "ok" });
-    w.clock.advance(6_000); // failures are retried at most every 5 s
-    expect((await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now()))).status).toBe(200);
-  });
+  it.each(["500", "garbage", "not_jwks"])(
+    "JWKS %s: 401 signature, static tokens keep working, recovers once the issuer does",
+    async (mode) => {
+      await issuer.mode({ jwks: mode });
+      const res = await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now()));
+      expect((await refusal(res)).message).toMatch(/^signature\b/);
+      expect((await get(w, "/v1/keys/demo", staticToken)).status).toBe(200);
+      await issuer.mode({ jwks: "ok" });
+      w.clock.advance(6_000); // failures are retried at most every 5 s
+      expect((await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now()))).status).toBe(200);
+    },
+  );
 
   it("an issuer that is down (network error): 401 signature, static tokens keep working, recovers", async () => {
     // workerd logs refused loopback connections as uncaught exceptions even when caught, so
@@ -215,7 +254,9 @@ describe("OIDC: the issuer failing, rotating and being flooded", () => {
       throw new TypeError("Network connection lost.");
     });
     try {
-      expect((await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now())))).message).toMatch(/^signature: could not get the issuer's signing keys/);
+      expect((await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now())))).message).toMatch(
+        /^signature: could not get the issuer's signing keys/,
+      );
       expect((await get(w, "/v1/keys/demo", staticToken)).status).toBe(200);
     } finally {
       setOidcFetchForTests(null);
@@ -227,7 +268,8 @@ describe("OIDC: the issuer failing, rotating and being flooded", () => {
   it("discovery answering 500: 401 signature; a flood while failing costs at most one attempt per 5 s", async () => {
     await issuer.mode({ discovery: "500" });
     const before = await issuer.stats();
-    for (let i = 0; i < 20; i++) expect((await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now())))).message).toMatch(/^signature\b/);
+    for (let i = 0; i < 20; i++)
+      expect((await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now())))).message).toMatch(/^signature\b/);
     expect((await issuer.stats()).discovery - before.discovery).toBe(1);
   });
 
@@ -246,7 +288,8 @@ describe("OIDC: the issuer failing, rotating and being flooded", () => {
     w.clock.advance(10_000);
     await issuer.rotate("RS256");
     // Within 30 s of the last fetch: the unknown kid is refused, and however many arrive, nothing is fetched.
-    for (let i = 0; i < 10; i++) expect((await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now())))).message).toMatch(/^signature\b/);
+    for (let i = 0; i < 10; i++)
+      expect((await refusal(await get(w, "/v1/keys/demo", await issuer.sign(w.clock.now())))).message).toMatch(/^signature\b/);
     expect((await issuer.stats()).jwks).toBe(warm.jwks);
     // 30 s after the last fetch: one refetch finds the new kid.
     w.clock.advance(21_000);
@@ -281,15 +324,33 @@ describe("OIDC: the issuer failing, rotating and being flooded", () => {
   it("an issuer that is not https: is a config problem, loopback http: is not", async () => {
     const { parseConfig } = await import("../src/config.ts");
     const base = { ...w.env };
-    const bad = parseConfig({ ...base, CONSUMERS: JSON.stringify({ x: { oidc: { issuer: "http://issuer.example.com", audience: "a", subject: "*" }, model_sets: ["demo"] } }) });
+    const bad = parseConfig({
+      ...base,
+      CONSUMERS: JSON.stringify({
+        x: { oidc: { issuer: "http://issuer.example.com", audience: "a", subject: "*" }, model_sets: ["demo"] },
+      }),
+    });
     expect(bad.ok).toBe(false);
     if (!bad.ok) expect(bad.problems.join("\n")).toMatch(/CONSUMERS\.x: oidc\.issuer must be an https: URL/);
-    const two = parseConfig({ ...base, CONSUMERS: JSON.stringify({ x: { oidc: { issuer: "https://a.example", audience: "a", subject: "*" }, binding: true, model_sets: ["demo"] } }) });
+    const two = parseConfig({
+      ...base,
+      CONSUMERS: JSON.stringify({
+        x: { oidc: { issuer: "https://a.example", audience: "a", subject: "*" }, binding: true, model_sets: ["demo"] },
+      }),
+    });
     expect(two.ok).toBe(false);
     if (!two.ok) expect(two.problems.join("\n")).toMatch(/CONSUMERS\.x: needs exactly one of token_sha256, oidc or "binding": true/);
     const none = parseConfig({ ...base, CONSUMERS: JSON.stringify({ x: { model_sets: ["demo"] } }) });
     expect(none.ok).toBe(false);
-    expect(parseConfig({ ...base, CONSUMERS: JSON.stringify({ x: { oidc: { issuer: "http://127.0.0.1:9999/t/x", audience: "a", subject: "*" }, model_sets: ["demo"] }, y: { binding: true, model_sets: ["demo"] } }) }).ok).toBe(true);
+    expect(
+      parseConfig({
+        ...base,
+        CONSUMERS: JSON.stringify({
+          x: { oidc: { issuer: "http://127.0.0.1:9999/t/x", audience: "a", subject: "*" }, model_sets: ["demo"] },
+          y: { binding: true, model_sets: ["demo"] },
+        }),
+      }).ok,
+    ).toBe(true);
     expect(env.DB).toBeDefined();
   });
 });

@@ -30,7 +30,10 @@ let w: World;
 describe("KeyService over a service binding with props", () => {
   beforeAll(async () => {
     // The pool's env is what KeyService reads: the world stores keys sealed under its key.
-    w = await makeWorld({ consumers: {}, vars: { ENCRYPTION_KEY: env.ENCRYPTION_KEY, MODEL_SETS: env.MODEL_SETS, CONSUMERS: env.CONSUMERS } });
+    w = await makeWorld({
+      consumers: {},
+      vars: { ENCRYPTION_KEY: env.ENCRYPTION_KEY, MODEL_SETS: env.MODEL_SETS, CONSUMERS: env.CONSUMERS },
+    });
     await w.tick();
   });
 

@@ -43,7 +43,11 @@ describe("revoke_previous", () => {
     expect(live).not.toContain(prefixOf(gen2.api_key));
     expect(live).toHaveLength(1);
     // Recorded explicitly, with the reason.
-    const revoked = (await env.DB.prepare("SELECT generation, state, revoke_at, revoke_reason FROM keys WHERE model_set = 'demo' AND generation < 3 ORDER BY generation").all()).results;
+    const revoked = (
+      await env.DB.prepare(
+        "SELECT generation, state, revoke_at, revoke_reason FROM keys WHERE model_set = 'demo' AND generation < 3 ORDER BY generation",
+      ).all()
+    ).results;
     expect(revoked).toEqual([
       { generation: 1, state: "revoked", revoke_at: w.clock.now(), revoke_reason: "revoke_previous" },
       { generation: 2, state: "revoked", revoke_at: w.clock.now(), revoke_reason: "revoke_previous" },
@@ -61,14 +65,17 @@ describe("emergency revoke through the engine (POST /v1/admin/revoke/{set})", ()
       w.clock.advance(MIN);
       expect((await adminRotate(w)).status).toBe(200);
     }
-    const revoke = (revoke: { generations: number[] } | { allPrevious: true }) => runSet(w.engine(), "demo", { trigger: "admin", mint: false, revoke, reason: "incident 7" }) as Promise<RunReport>;
+    const revoke = (revoke: { generations: number[] } | { allPrevious: true }) =>
+      runSet(w.engine(), "demo", { trigger: "admin", mint: false, revoke, reason: "incident 7" }) as Promise<RunReport>;
     expect(await revoke({ generations: [3] })).toMatchObject({ outcome: "rejected", failure: { code: "is_current" }, revoked: [] });
     expect(await revoke({ generations: [9] })).toMatchObject({ outcome: "rejected", failure: { code: "unknown_generation" }, revoked: [] });
     expect((await w.fake.liveKeys()).length).toBe(3);
     expect(await revoke({ generations: [1] })).toMatchObject({ outcome: "noop", revoked: [1] });
     expect(await revoke({ generations: [1] })).toMatchObject({ revoked: [] });
     expect(await revoke({ allPrevious: true })).toMatchObject({ revoked: [2] });
-    const states = (await env.DB.prepare("SELECT generation, state, revoke_reason FROM keys WHERE model_set = 'demo' ORDER BY generation").all()).results;
+    const states = (
+      await env.DB.prepare("SELECT generation, state, revoke_reason FROM keys WHERE model_set = 'demo' ORDER BY generation").all()
+    ).results;
     expect(states).toEqual([
       { generation: 1, state: "revoked", revoke_reason: "incident 7" },
       { generation: 2, state: "revoked", revoke_reason: "incident 7" },
@@ -92,7 +99,10 @@ describe("on-demand limit", () => {
     }
     const before = await mints(w);
     const liveBefore = (await w.liveKeyPrefixes()).sort();
-    for (const attempt of [() => sendWebhook(w, { model_set: "demo", revoke_previous: true }), () => adminRotate(w, { revoke_previous: true })]) {
+    for (const attempt of [
+      () => sendWebhook(w, { model_set: "demo", revoke_previous: true }),
+      () => adminRotate(w, { revoke_previous: true }),
+    ]) {
       w.clock.advance(1_000);
       const res = await attempt();
       expect(res.status).toBe(429);

@@ -50,7 +50,13 @@ describe("no key material in logs or responses", () => {
     await readKeys();
     await keep(await sendWebhook(w, { model_set: "demo", revoke_previous: true }));
     await readKeys();
-    await keep(await w.request("/v1/admin/rotate/other", { method: "POST", headers: { ...adminHeaders, "content-type": "application/json" }, body: '{"revoke_previous": true}' }));
+    await keep(
+      await w.request("/v1/admin/rotate/other", {
+        method: "POST",
+        headers: { ...adminHeaders, "content-type": "application/json" },
+        body: '{"revoke_previous": true}',
+      }),
+    );
     await readKeys();
     await w.fake.fault({ op: "mint", kind: "lost_after_commit" }); // a key minted whose answer is lost
     await keep(await sendWebhook(w, { model_set: "demo" }));

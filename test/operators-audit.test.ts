@@ -16,7 +16,11 @@ interface Page {
 
 const audit = (w: World, query = "") => adminJson<Page>(w, `/v1/admin/audit${query}`);
 const rotate = (w: World, set: string, reason?: string) =>
-  w.request(`/v1/admin/rotate/${set}`, { method: "POST", headers: { ...admin(w), "content-type": "application/json" }, body: JSON.stringify({ reason }) });
+  w.request(`/v1/admin/rotate/${set}`, {
+    method: "POST",
+    headers: { ...admin(w), "content-type": "application/json" },
+    body: JSON.stringify({ reason }),
+  });
 
 /** demo: 5 mints and one revoke_previous (which revokes generations 1-4); other: 1 mint and a failed run. */
 async function busyWorld() {
@@ -27,7 +31,11 @@ async function busyWorld() {
     expect((await rotate(w, "demo", `drill ${i}`)).status).toBe(200);
   }
   w.clock.advance(60_000);
-  const leak = await w.request("/v1/admin/rotate/demo", { method: "POST", headers: { ...admin(w), "content-type": "application/json" }, body: '{"reason":"leak","revoke_previous":true}' });
+  const leak = await w.request("/v1/admin/rotate/demo", {
+    method: "POST",
+    headers: { ...admin(w), "content-type": "application/json" },
+    body: '{"reason":"leak","revoke_previous":true}',
+  });
   expect(leak.status).toBe(200);
   await w.fake.fault({ op: "mint", kind: "500" });
   w.clock.advance(60_000);
@@ -97,7 +105,12 @@ describe("GET /v1/admin/audit", () => {
     expect(rest.body.entries.map((e) => e.model_set)).toEqual(Array(6).fill("demo"));
     expect(rest.body.next_cursor).toBeNull();
     expect((await audit(w, "?model_set=nothing-here")).body).toEqual({ entries: [], next_cursor: null });
-    for (let i = 0; i < 110; i++) await w.env.DB.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, at) VALUES ('bulk', ?1, 'minted', 'cron', NULL, ?2)").bind(i + 1, w.clock.now()).run();
+    for (let i = 0; i < 110; i++)
+      await w.env.DB.prepare(
+        "INSERT INTO audit (model_set, generation, action, trigger, reason, at) VALUES ('bulk', ?1, 'minted', 'cron', NULL, ?2)",
+      )
+        .bind(i + 1, w.clock.now())
+        .run();
     const first = await audit(w);
     expect(first.body.entries.length).toBe(100);
     expect(first.body.next_cursor).toEqual(expect.any(String));
@@ -109,7 +122,10 @@ describe("GET /v1/admin/audit", () => {
     const cursor = page.body.next_cursor!;
     const [payload, mac] = cursor.split(".") as [string, string];
     const decoded = JSON.parse(atob(payload.replaceAll("-", "+").replaceAll("_", "/"))) as { id: number };
-    const forgedPayload = btoa(JSON.stringify({ ...decoded, id: decoded.id + 1 })).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+    const forgedPayload = btoa(JSON.stringify({ ...decoded, id: decoded.id + 1 }))
+      .replaceAll("+", "-")
+      .replaceAll("/", "_")
+      .replace(/=+$/, "");
     const flipped = `${payload}.${mac.startsWith("A") ? `B${mac.slice(1)}` : `A${mac.slice(1)}`}`;
     const cases: [string, string, RegExp][] = [
       ["limit=0", "invalid_limit", /limit/],
@@ -138,22 +154,38 @@ describe("GET /v1/admin/audit", () => {
     }
     // Stale: a cursor older than a day.
     w.clock.advance(25 * HOUR);
-    await expectRefused(w, "stale cursor", () => w.request(`/v1/admin/audit?limit=2&cursor=${cursor}`, { headers: admin(w) }), { status: 400, error: "invalid_cursor", message: /stale/ });
+    await expectRefused(w, "stale cursor", () => w.request(`/v1/admin/audit?limit=2&cursor=${cursor}`, { headers: admin(w) }), {
+      status: 400,
+      error: "invalid_cursor",
+      message: /stale/,
+    });
   });
 
   it("a cursor from another deployment (another ENCRYPTION_KEY) is refused; no or wrong token is 401", async () => {
     const w = await busyWorld();
     const cursor = (await audit(w, "?limit=2")).body.next_cursor!;
     const other = await makeWorld({ vars: { ENCRYPTION_KEY: randomB64(32) } });
-    await expectRefused(other, "foreign cursor", () => other.request(`/v1/admin/audit?limit=2&cursor=${cursor}`, { headers: admin(other) }), { status: 400, error: "invalid_cursor", message: /signature/ });
+    await expectRefused(
+      other,
+      "foreign cursor",
+      () => other.request(`/v1/admin/audit?limit=2&cursor=${cursor}`, { headers: admin(other) }),
+      { status: 400, error: "invalid_cursor", message: /signature/ },
+    );
     for (const [name, headers] of [
       ["no token", {}],
       ["wrong token", bearer("adm_wrong-wrong-wrong-wrong-wrong")],
       ["metrics token", bearer(METRICS_TOKEN)],
       ["consumer token", bearer(w.tokens["demo-svc"]!)],
     ] as [string, Record<string, string>][]) {
-      await expectRefused(w, name, () => w.request("/v1/admin/audit", { headers }), { status: 401, error: "unauthorized", challenge: true });
+      await expectRefused(w, name, () => w.request("/v1/admin/audit", { headers }), {
+        status: 401,
+        error: "unauthorized",
+        challenge: true,
+      });
     }
-    await expectRefused(w, "POST", () => w.request("/v1/admin/audit", { method: "POST", headers: admin(w) }), { status: 405, allow: "GET, HEAD" });
+    await expectRefused(w, "POST", () => w.request("/v1/admin/audit", { method: "POST", headers: admin(w) }), {
+      status: 405,
+      allow: "GET, HEAD",
+    });
   });
 });

@@ -58,7 +58,12 @@ const FAMILIES = {
 };
 
 const value = (samples: Sample[], name: string, labels: Record<string, string> = {}) =>
-  samples.find((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v) && Object.keys(s.labels).length === Object.keys(labels).length)?.value;
+  samples.find(
+    (s) =>
+      s.name === name &&
+      Object.entries(labels).every(([k, v]) => s.labels[k] === v) &&
+      Object.keys(s.labels).length === Object.keys(labels).length,
+  )?.value;
 
 /** The cron as Cloudflare runs it (src/index.ts scheduled), at the world's clock for the engine. */
 async function cron(w: World, at: number) {
@@ -109,7 +114,9 @@ describe("GET /metrics", () => {
   });
 
   it("one D1 round trip whatever the number of sets; negative refresh_in while overdue; tick age, +Inf before any tick", async () => {
-    const sets = Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`s${i}`, { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" }]));
+    const sets = Object.fromEntries(
+      Array.from({ length: 40 }, (_, i) => [`s${i}`, { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" }]),
+    );
     const w = await makeWorld({ sets, consumers: {} });
     await w.tick();
     let roundTrips = 0;
@@ -117,10 +124,17 @@ describe("GET /metrics", () => {
       get(target, prop) {
         if (prop === "batch" || prop === "exec") roundTrips++;
         const v = Reflect.get(target, prop);
-        if (prop === "prepare") return (sql: string) => {
-          const stmt = (v as D1Database["prepare"]).call(target, sql);
-          return new Proxy(stmt, { get: (s, p) => { if (p === "first" || p === "all" || p === "run" || p === "raw") roundTrips++; const f = Reflect.get(s, p); return typeof f === "function" ? f.bind(s) : f; } });
-        };
+        if (prop === "prepare")
+          return (sql: string) => {
+            const stmt = (v as D1Database["prepare"]).call(target, sql);
+            return new Proxy(stmt, {
+              get: (s, p) => {
+                if (p === "first" || p === "all" || p === "run" || p === "raw") roundTrips++;
+                const f = Reflect.get(s, p);
+                return typeof f === "function" ? f.bind(s) : f;
+              },
+            });
+          };
         return typeof v === "function" ? v.bind(target) : v;
       },
     });
@@ -140,12 +154,19 @@ describe("GET /metrics", () => {
     const w = await makeWorld({ vars: { METRICS_TOKEN } });
     await w.tick();
     w.clock.advance(10_000);
-    const created = await w.request("/v1/admin/consumers", { method: "POST", headers: { ...admin(w), "content-type": "application/json" }, body: JSON.stringify({ name: "batch-jobs", model_sets: ["demo", "other"] }) });
+    const created = await w.request("/v1/admin/consumers", {
+      method: "POST",
+      headers: { ...admin(w), "content-type": "application/json" },
+      body: JSON.stringify({ name: "batch-jobs", model_sets: ["demo", "other"] }),
+    });
     expect(created.status).toBe(201);
     const managedToken = ((await created.json()) as { token: string }).token;
     expect((await w.getKey("demo", "demo-svc")).status).toBe(200);
     expect((await w.request("/v1/keys/demo", { headers: bearer(managedToken) })).status).toBe(200);
-    const lag = async () => parse(await (await w.request("/metrics", { headers: bearer(METRICS_TOKEN) })).text()).samples.filter((s) => s.name === "bkr_consumer_generation_lag");
+    const lag = async () =>
+      parse(await (await w.request("/metrics", { headers: bearer(METRICS_TOKEN) })).text()).samples.filter(
+        (s) => s.name === "bkr_consumer_generation_lag",
+      );
 
     // Both on the current generation; other-svc fetched nothing, and nobody fetched "other": no sample.
     expect(await lag()).toEqual([
@@ -171,7 +192,11 @@ describe("GET /metrics", () => {
     await w.tick();
     const broken = { ...w.env, BASETEN_TEAM_ID: "", MODEL_SETS: "{" } as Env;
     const { createApp } = await import("../src/app.ts");
-    const res = await createApp({ clock: w.clock.now }).fetch(new Request("https://rotator.test/metrics", { headers: bearer(METRICS_TOKEN) }), broken, createExecutionContext());
+    const res = await createApp({ clock: w.clock.now }).fetch(
+      new Request("https://rotator.test/metrics", { headers: bearer(METRICS_TOKEN) }),
+      broken,
+      createExecutionContext(),
+    );
     expect(res.status).toBe(200);
     const { samples } = parse(await res.text());
     expect(value(samples, "bkr_config_problems")).toBeGreaterThanOrEqual(2);
@@ -184,7 +209,10 @@ describe("GET /metrics", () => {
     ] as [string, Record<string, string>][]) {
       await expectRefused(w, name, () => w.request("/metrics", { headers }), { status: 401, error: "unauthorized", challenge: true });
     }
-    await expectRefused(w, "POST", () => w.request("/metrics", { method: "POST", headers: bearer(METRICS_TOKEN) }), { status: 405, allow: "GET, HEAD" });
+    await expectRefused(w, "POST", () => w.request("/metrics", { method: "POST", headers: bearer(METRICS_TOKEN) }), {
+      status: 405,
+      allow: "GET, HEAD",
+    });
   });
 });
 
@@ -193,7 +221,10 @@ describe("after every cron tick", () => {
     const sink = fakeTenant(env.BASETEN_API_BASE);
     const secret = randomSecret();
     const w = await makeWorld({
-      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" }, off: { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" } },
+      sets: {
+        demo: { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" },
+        off: { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" },
+      },
       consumers: {},
       vars: { EVENT_WEBHOOKS: JSON.stringify([{ url: sink.sinkUrl(), secret, events: ["rotation.overdue"] }]), BASETEN_MAX_ATTEMPTS: "1" },
     });
@@ -230,7 +261,10 @@ describe("after every cron tick", () => {
   it("a disabled set is never overdue; the engine is stalled once no tick ran for 5 minutes", async () => {
     const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m" } }, consumers: {} });
     await cron(w, w.clock.now());
-    const off = { ...w.env, MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m", enabled: false } }) } as Env;
+    const off = {
+      ...w.env,
+      MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234"], rotate_every: "1h", overlap: "10m", enabled: false } }),
+    } as Env;
     const config = loadConfig(off);
     if (!config.ok) throw new Error("config");
     expect(await afterTick(config.config, env.DB, w.clock.now() + 3 * HOUR)).toEqual([]);

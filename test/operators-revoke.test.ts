@@ -10,7 +10,8 @@ import { dumpStorage } from "./helpers/faulty-bindings.ts";
 import { admin, adminJson, bearer, expectRefused, postJson } from "./helpers/operators.ts";
 import { type World, makeWorld, prefixOf } from "./helpers/world.ts";
 
-const revoke = (w: World, set: string, body: unknown, headers?: Record<string, string>) => postJson(w, `/v1/admin/revoke/${set}`, body, headers);
+const revoke = (w: World, set: string, body: unknown, headers?: Record<string, string>) =>
+  postJson(w, `/v1/admin/revoke/${set}`, body, headers);
 
 /** demo at generation 4 with generations 1-3 live as previous keys; the api keys by generation. */
 async function fourGenerations(vars: Record<string, string> = {}) {
@@ -39,9 +40,15 @@ describe("POST /v1/admin/revoke/{set}", () => {
     expect(now.has(prefixOf(keys[4]!))).toBe(true);
     // The current key is still served.
     expect(((await (await w.getKey("demo")).json()) as KeyDocument).generation).toBe(4);
-    const status = await adminJson<{ sets: { model_set: string; generation: number; previous: { generation: number }[] }[] }>(w, "/v1/admin/status");
+    const status = await adminJson<{ sets: { model_set: string; generation: number; previous: { generation: number }[] }[] }>(
+      w,
+      "/v1/admin/status",
+    );
     expect(status.body.sets.find((s) => s.model_set === "demo")).toMatchObject({ generation: 4, previous: [{ generation: 2 }] });
-    const audit = await adminJson<{ entries: { action: string; generation: number; reason: string; trigger: string }[] }>(w, "/v1/admin/audit?model_set=demo&limit=2");
+    const audit = await adminJson<{ entries: { action: string; generation: number; reason: string; trigger: string }[] }>(
+      w,
+      "/v1/admin/audit?model_set=demo&limit=2",
+    );
     expect(audit.body.entries).toMatchObject([
       { action: "revoked", generation: 3, reason: "leaked in CI log", trigger: "admin" },
       { action: "revoked", generation: 1, reason: "leaked in CI log", trigger: "admin" },
@@ -63,11 +70,22 @@ describe("POST /v1/admin/revoke/{set}", () => {
     const { w } = await fourGenerations();
     await expectRefused(w, "current", () => revoke(w, "demo", { generations: [4] }), { status: 409, error: "is_current", message: /4/ });
     await expectRefused(w, "current among others", () => revoke(w, "demo", { generations: [1, 4] }), { status: 409, error: "is_current" });
-    await expectRefused(w, "unknown", () => revoke(w, "demo", { generations: [9] }), { status: 404, error: "unknown_generation", message: /9/ });
-    await expectRefused(w, "unknown among known", () => revoke(w, "demo", { generations: [2, 99] }), { status: 404, error: "unknown_generation", message: /99/ });
+    await expectRefused(w, "unknown", () => revoke(w, "demo", { generations: [9] }), {
+      status: 404,
+      error: "unknown_generation",
+      message: /9/,
+    });
+    await expectRefused(w, "unknown among known", () => revoke(w, "demo", { generations: [2, 99] }), {
+      status: 404,
+      error: "unknown_generation",
+      message: /99/,
+    });
     await expectRefused(w, "unknown set", () => revoke(w, "nope", { generations: [1] }), { status: 404, error: "unknown_model_set" });
     await expectRefused(w, "odd set id", () => revoke(w, "..%2Fstatus", { generations: [1] }), { status: 404, error: "unknown_model_set" });
-    await expectRefused(w, "set with no keys yet", () => revoke(w, "other", { generations: [1] }), { status: 404, error: "unknown_generation" });
+    await expectRefused(w, "set with no keys yet", () => revoke(w, "other", { generations: [1] }), {
+      status: 404,
+      error: "unknown_generation",
+    });
   });
 
   it("refuses bad bodies, content types, sizes and credentials with a 4xx naming the problem", async () => {
@@ -94,15 +112,41 @@ describe("POST /v1/admin/revoke/{set}", () => {
       ["reason too long", JSON.stringify({ all_previous: true, reason: "r".repeat(501) }), /reason.*500/],
       ["64 KiB of JSON junk", `{"generations":[1],"reason":"${"x".repeat(64 * 1024 - 40)}"}`, /reason/],
     ];
-    for (const [name, body, message] of bodies) await expectRefused(w, name, () => revoke(w, "demo", body), { status: 400, error: "invalid_body", message });
-    await expectRefused(w, "over 64 KiB", () => revoke(w, "demo", `{"all_previous":true,"reason":"${"x".repeat(64 * 1024)}"}`), { status: 413, error: "payload_too_large", message: /65536 bytes/ });
-    await expectRefused(w, "text/plain", () => w.request("/v1/admin/revoke/demo", { method: "POST", headers: { ...admin(w), "content-type": "text/plain" }, body: '{"all_previous":true}' }), {
-      status: 415,
-      error: "unsupported_media_type",
+    for (const [name, body, message] of bodies)
+      await expectRefused(w, name, () => revoke(w, "demo", body), { status: 400, error: "invalid_body", message });
+    await expectRefused(w, "over 64 KiB", () => revoke(w, "demo", `{"all_previous":true,"reason":"${"x".repeat(64 * 1024)}"}`), {
+      status: 413,
+      error: "payload_too_large",
+      message: /65536 bytes/,
     });
-    await expectRefused(w, "no token", () => revoke(w, "demo", { all_previous: true }, {}), { status: 401, error: "unauthorized", challenge: true });
-    await expectRefused(w, "consumer token", () => revoke(w, "demo", { all_previous: true }, bearer(w.tokens["demo-svc"]!)), { status: 401, challenge: true });
-    await expectRefused(w, "GET", () => w.request("/v1/admin/revoke/demo", { headers: admin(w) }), { status: 405, error: "method_not_allowed", allow: "POST" });
+    await expectRefused(
+      w,
+      "text/plain",
+      () =>
+        w.request("/v1/admin/revoke/demo", {
+          method: "POST",
+          headers: { ...admin(w), "content-type": "text/plain" },
+          body: '{"all_previous":true}',
+        }),
+      {
+        status: 415,
+        error: "unsupported_media_type",
+      },
+    );
+    await expectRefused(w, "no token", () => revoke(w, "demo", { all_previous: true }, {}), {
+      status: 401,
+      error: "unauthorized",
+      challenge: true,
+    });
+    await expectRefused(w, "consumer token", () => revoke(w, "demo", { all_previous: true }, bearer(w.tokens["demo-svc"]!)), {
+      status: 401,
+      challenge: true,
+    });
+    await expectRefused(w, "GET", () => w.request("/v1/admin/revoke/demo", { headers: admin(w) }), {
+      status: 405,
+      error: "method_not_allowed",
+      allow: "POST",
+    });
   });
 
   it("Baseten refusing the delete is 502 upstream_failed; the key stays live and listed as previous", async () => {
@@ -115,9 +159,13 @@ describe("POST /v1/admin/revoke/{set}", () => {
     expect((await live(w)).has(prefixOf(keys[2]!))).toBe(true);
     // Engine v2 records the explicit revocation before asking Baseten (so the next tick finishes
     // it): the key is still previous, now with its revoke_at; nothing else in D1 changed state.
-    const states = (d: string) => (JSON.parse(d) as { keys: { generation: number; state: string }[] }).keys.map((k) => [k.generation, k.state]);
+    const states = (d: string) =>
+      (JSON.parse(d) as { keys: { generation: number; state: string }[] }).keys.map((k) => [k.generation, k.state]);
     expect(states(await dumpStorage(env.DB, env.KEYS))).toEqual(states(before));
-    const row = await env.DB.prepare("SELECT state, revoke_at FROM keys WHERE model_set = 'demo' AND generation = 2").first<{ state: string; revoke_at: number | null }>();
+    const row = await env.DB.prepare("SELECT state, revoke_at FROM keys WHERE model_set = 'demo' AND generation = 2").first<{
+      state: string;
+      revoke_at: number | null;
+    }>();
     expect(row).toEqual({ state: "previous", revoke_at: expect.any(Number) });
     // Retried once Baseten answers: done.
     expect(await (await revoke(w, "demo", { generations: [2] })).json()).toMatchObject({ revoked: [2] });

@@ -19,7 +19,18 @@ describe("the route table", () => {
     const w = await makeWorld({ vars: { METRICS_TOKEN } });
     await w.tick();
     const gets = ROUTES.filter((r) => r.method === "GET").map((r) => concrete(r.path));
-    expect(gets).toEqual(expect.arrayContaining(["/healthz", "/v1/keys", "/v1/keys/demo", "/v1/admin/status", "/v1/admin/audit", "/metrics", "/admin", "/admin/app.js"]));
+    expect(gets).toEqual(
+      expect.arrayContaining([
+        "/healthz",
+        "/v1/keys",
+        "/v1/keys/demo",
+        "/v1/admin/status",
+        "/v1/admin/audit",
+        "/metrics",
+        "/admin",
+        "/admin/app.js",
+      ]),
+    );
     for (const path of gets) {
       for (const headers of [{}, path.startsWith("/v1/keys") ? bearer(w.tokens["demo-svc"]!) : admin(w)]) {
         const get = await w.request(path, { headers });
@@ -27,7 +38,8 @@ describe("the route table", () => {
         const head = await w.request(path, { method: "HEAD", headers });
         expect(head.status, `HEAD ${path}`).toBe(get.status);
         expect(await head.text(), `HEAD ${path}: no body`).toBe("");
-        for (const h of ["content-type", "cache-control", "www-authenticate", "content-security-policy"]) expect(head.headers.get(h), `HEAD ${path} ${h}`).toBe(get.headers.get(h));
+        for (const h of ["content-type", "cache-control", "www-authenticate", "content-security-policy"])
+          expect(head.headers.get(h), `HEAD ${path} ${h}`).toBe(get.headers.get(h));
       }
     }
   });
@@ -39,7 +51,11 @@ describe("the route table", () => {
       const methods = ROUTES.filter((r) => concrete(r.path) === path).map((r) => r.method);
       const allow = methods.flatMap((m) => (m === "GET" ? ["GET", "HEAD"] : [m])).join(", ");
       for (const m of ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"].filter((x) => !allow.split(", ").includes(x))) {
-        await expectRefused(w, `${m} ${path}`, () => w.request(path, { method: m, headers: admin(w) }), { status: 405, error: "method_not_allowed", allow });
+        await expectRefused(w, `${m} ${path}`, () => w.request(path, { method: m, headers: admin(w) }), {
+          status: 405,
+          error: "method_not_allowed",
+          allow,
+        });
       }
     }
     for (const path of ["/v1/admin/audits", "/v1/admin/revoke", "/admin/x.js", "/metrics/x", "/v2/keys/demo"]) {
@@ -61,11 +77,16 @@ describe("the route table", () => {
       ["/v1/keys", {}],
     ];
     for (const [path, init] of others) {
-      await expectRefused(w, `${init.method ?? "GET"} ${path} with METRICS_TOKEN`, () => w.request(path, { ...init, headers: { ...(init.headers as Record<string, string>), ...bearer(METRICS_TOKEN) } }), {
-        status: 401,
-        error: "unauthorized",
-        challenge: true,
-      });
+      await expectRefused(
+        w,
+        `${init.method ?? "GET"} ${path} with METRICS_TOKEN`,
+        () => w.request(path, { ...init, headers: { ...(init.headers as Record<string, string>), ...bearer(METRICS_TOKEN) } }),
+        {
+          status: 401,
+          error: "unauthorized",
+          challenge: true,
+        },
+      );
     }
   });
 });
@@ -73,8 +94,16 @@ describe("the route table", () => {
 describe("the hot path", () => {
   it("a row's fast answer is taken on the exact raw URL only; anything else runs its handler through the table", async () => {
     const w = await makeWorld();
-    const app = createApp({}, [{ method: "GET", path: "/v1/keys/:set", handler: (_r, c) => new Response(`handler ${c.params.set}`), fast: (_r, c) => (c.params.set === "miss" ? null : new Response(`fast ${c.params.set}`)) }]);
-    const get = async (url: string, method = "GET") => (await app.fetch(new Request(url, { method }), w.env, {} as ExecutionContext)).text();
+    const app = createApp({}, [
+      {
+        method: "GET",
+        path: "/v1/keys/:set",
+        handler: (_r, c) => new Response(`handler ${c.params.set}`),
+        fast: (_r, c) => (c.params.set === "miss" ? null : new Response(`fast ${c.params.set}`)),
+      },
+    ]);
+    const get = async (url: string, method = "GET") =>
+      (await app.fetch(new Request(url, { method }), w.env, {} as ExecutionContext)).text();
     expect(await get("https://r.test/v1/keys/demo")).toBe("fast demo");
     expect(await get("https://r.test/v1/keys/miss")).toBe("handler miss");
     expect(await get("https://r.test/v1/keys/demo?x=1")).toBe("handler demo");
@@ -93,7 +122,14 @@ describe("the operator page", () => {
     const csp = res.headers.get("content-security-policy")!;
     expect(csp).toBe(CSP);
     const directives = Object.fromEntries(csp.split("; ").map((d) => [d.split(" ")[0], d.split(" ").slice(1).join(" ")]));
-    expect(directives).toMatchObject({ "default-src": "'none'", "script-src": "'self'", "style-src": "'self'", "connect-src": "'self'", "frame-ancestors": "'none'", "form-action": "'none'" });
+    expect(directives).toMatchObject({
+      "default-src": "'none'",
+      "script-src": "'self'",
+      "style-src": "'self'",
+      "connect-src": "'self'",
+      "frame-ancestors": "'none'",
+      "form-action": "'none'",
+    });
     expect(csp).not.toMatch(/unsafe-inline|unsafe-eval|https?:|\*/);
     expect(res.headers.get("x-content-type-options")).toBe("nosniff");
     expect(res.headers.get("referrer-policy")).toBe("no-referrer");
@@ -102,7 +138,11 @@ describe("the operator page", () => {
     expect([...html.matchAll(/<script\b[^>]*>/g)].map((m) => m[0])).toEqual(['<script src="/admin/app.js" defer>']);
     expect(html).not.toMatch(/<script\b[^>]*>[^<]+<\/script>/);
     expect(html).not.toMatch(/<style\b|\sstyle=|\son[a-z]+=|javascript:/i);
-    expect([...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1])).toEqual(["/admin/favicon.svg", "/admin/app.css", "/admin/app.js"]);
+    expect([...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((m) => m[1])).toEqual([
+      "/admin/favicon.svg",
+      "/admin/app.css",
+      "/admin/app.js",
+    ]);
     // The token field is never submitted anywhere (no name, and CSP form-action 'none').
     expect(html).toMatch(/<input id="token" type="password"/);
     expect(html).not.toMatch(/<input id="token"[^>]*\bname=/);

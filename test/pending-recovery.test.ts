@@ -20,16 +20,25 @@ interface Row {
 }
 
 const rows = async (): Promise<Row[]> =>
-  (await env.DB.prepare("SELECT generation, state, name, prefix FROM keys WHERE model_set = 'demo' ORDER BY generation").all<Row>()).results;
+  (await env.DB.prepare("SELECT generation, state, name, prefix FROM keys WHERE model_set = 'demo' ORDER BY generation").all<Row>())
+    .results;
 
 const audit = async () =>
-  (await env.DB.prepare("SELECT generation, action, reason FROM audit WHERE model_set = 'demo' ORDER BY id").all<{ generation: number; action: string; reason: string }>()).results;
+  (
+    await env.DB.prepare("SELECT generation, action, reason FROM audit WHERE model_set = 'demo' ORDER BY id").all<{
+      generation: number;
+      action: string;
+      reason: string;
+    }>()
+  ).results;
 
 /** What a run that died right after recording its pending (and maybe after Baseten created the key) leaves behind. */
 async function deadRun(w: World, name: string, at: number): Promise<void> {
   await env.DB.batch([
     env.DB.prepare("INSERT INTO sets (model_set, lease_holder, lease_expires_at) VALUES ('demo', 'dead-run', ?1)").bind(at + LEASE_MS),
-    env.DB.prepare("INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, created_at) VALUES ('demo', 1, 'pending', ?1, '[\"abcd1234\"]', 3600000, ?2)").bind(name, at),
+    env.DB.prepare(
+      "INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, created_at) VALUES ('demo', 1, 'pending', ?1, '[\"abcd1234\"]', 3600000, ?2)",
+    ).bind(name, at),
   ]);
 }
 

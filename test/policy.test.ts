@@ -63,37 +63,136 @@ const due: PlanOptions = { mint: "due" };
 const now: PlanOptions = { mint: "now" };
 
 /** A current key whose refresh_at is `inMs` from T. */
-const currentDueIn = (inMs: number, over: Partial<KeyRow> = {}) => row(5, "current", { created_at: T + inMs - 24 * HOUR, refresh_at: T + inMs, expires_at: T + inMs + HOUR, ...over });
+const currentDueIn = (inMs: number, over: Partial<KeyRow> = {}) =>
+  row(5, "current", { created_at: T + inMs - 24 * HOUR, refresh_at: T + inMs, expires_at: T + inMs + HOUR, ...over });
 
 describe("plan: which steps a set gets", () => {
-  const cases: { name: string; rows: KeyRow[]; cfg?: ModelSetConfig | null; opts?: PlanOptions; snap?: Partial<Snapshot>; at?: number; steps: string[] }[] = [
+  const cases: {
+    name: string;
+    rows: KeyRow[];
+    cfg?: ModelSetConfig | null;
+    opts?: PlanOptions;
+    snap?: Partial<Snapshot>;
+    at?: number;
+    steps: string[];
+  }[] = [
     { name: "a new set mints its first key and caches it", rows: [], steps: ["mint", "cache"] },
     { name: "a key far from its refresh_at: nothing to do", rows: [currentDueIn(HOUR)], steps: [] },
     { name: "just before the run-ahead margin: nothing yet", rows: [currentDueIn(RUN_AHEAD_MS + 1)], steps: [] },
-    { name: "at refresh_at - run-ahead: mint (and extend only if the mint fails)", rows: [currentDueIn(RUN_AHEAD_MS)], steps: ["mint", "extend", "cache"] },
+    {
+      name: "at refresh_at - run-ahead: mint (and extend only if the mint fails)",
+      rows: [currentDueIn(RUN_AHEAD_MS)],
+      steps: ["mint", "extend", "cache"],
+    },
     { name: "overdue: mint, extension recorded if it fails", rows: [currentDueIn(-10 * MIN)], steps: ["mint", "extend", "cache"] },
-    { name: "model_ids changed: re-mint now with the new scope", rows: [currentDueIn(10 * HOUR, { model_ids: ["old"] })], steps: ["mint", "cache"] },
-    { name: "model_ids in another order: the same scope", rows: [currentDueIn(10 * HOUR, { model_ids: ["m1"] })], cfg: { ...CFG, modelIds: ["m1"] }, steps: [] },
+    {
+      name: "model_ids changed: re-mint now with the new scope",
+      rows: [currentDueIn(10 * HOUR, { model_ids: ["old"] })],
+      steps: ["mint", "cache"],
+    },
+    {
+      name: "model_ids in another order: the same scope",
+      rows: [currentDueIn(10 * HOUR, { model_ids: ["m1"] })],
+      cfg: { ...CFG, modelIds: ["m1"] },
+      steps: [],
+    },
     { name: "disabled and not due: nothing", rows: [currentDueIn(HOUR)], cfg: { ...CFG, enabled: false }, steps: [] },
-    { name: "disabled and overdue: extend the promise and re-cache, never mint", rows: [currentDueIn(-5 * MIN)], cfg: { ...CFG, enabled: false }, steps: ["extend", "cache"] },
+    {
+      name: "disabled and overdue: extend the promise and re-cache, never mint",
+      rows: [currentDueIn(-5 * MIN)],
+      cfg: { ...CFG, enabled: false },
+      steps: ["extend", "cache"],
+    },
     { name: "disabled with no key: nothing", rows: [], cfg: { ...CFG, enabled: false }, steps: [] },
-    { name: "a mint of another run in flight (young pending): no second mint", rows: [row(5, "current", { refresh_at: T - MIN }), row(6, "pending", { created_at: T - 10_000 })], steps: ["extend", "cache"] },
-    { name: "a stale pending (run died): recover, then mint", rows: [row(5, "current", { refresh_at: T - MIN }), row(6, "pending", { created_at: T - LEASE_MS })], steps: ["recover", "mint", "extend", "cache"] },
-    { name: "KV behind D1 (a failed KV write): re-cache", rows: [currentDueIn(HOUR)], snap: { cache: { model_set: "demo", cached_generation: 4, cached_at: T - HOUR } }, steps: ["cache"] },
+    {
+      name: "a mint of another run in flight (young pending): no second mint",
+      rows: [row(5, "current", { refresh_at: T - MIN }), row(6, "pending", { created_at: T - 10_000 })],
+      steps: ["extend", "cache"],
+    },
+    {
+      name: "a stale pending (run died): recover, then mint",
+      rows: [row(5, "current", { refresh_at: T - MIN }), row(6, "pending", { created_at: T - LEASE_MS })],
+      steps: ["recover", "mint", "extend", "cache"],
+    },
+    {
+      name: "KV behind D1 (a failed KV write): re-cache",
+      rows: [currentDueIn(HOUR)],
+      snap: { cache: { model_set: "demo", cached_generation: 4, cached_at: T - HOUR } },
+      steps: ["cache"],
+    },
     { name: "KV never confirmed (upgrade from v1): re-cache", rows: [currentDueIn(HOUR)], snap: { cache: null }, steps: ["cache"] },
-    { name: "the cron suspects KV regressed: re-cache", rows: [currentDueIn(HOUR)], opts: { mint: "due", recache: true }, steps: ["cache"] },
+    {
+      name: "the cron suspects KV regressed: re-cache",
+      rows: [currentDueIn(HOUR)],
+      opts: { mint: "due", recache: true },
+      steps: ["cache"],
+    },
     { name: "a removed set: retire, drop its cache entry", rows: [currentDueIn(HOUR)], cfg: null, steps: ["retire", "cache"] },
-    { name: "a removed set whose entry is already dropped: nothing", rows: [row(5, "previous", { expires_at: T + HOUR })], cfg: null, snap: { cache: { model_set: "demo", cached_generation: 0, cached_at: T - HOUR } }, steps: [] },
+    {
+      name: "a removed set whose entry is already dropped: nothing",
+      rows: [row(5, "previous", { expires_at: T + HOUR })],
+      cfg: null,
+      snap: { cache: { model_set: "demo", cached_generation: 0, cached_at: T - HOUR } },
+      steps: [],
+    },
     { name: "on demand: mint now", rows: [currentDueIn(10 * HOUR)], opts: now, steps: ["mint", "cache"] },
-    { name: "on demand with revoke_previous: mint, cache, revoke the others", rows: [currentDueIn(10 * HOUR)], opts: { mint: "now", revokePrevious: true }, steps: ["mint", "cache", "revoke"] },
-    { name: "on demand, 10 in the last 10 minutes: rejected", rows: [currentDueIn(10 * HOUR)], opts: now, snap: { onDemandMints: Array.from({ length: 10 }, (_, i) => T - i * 30_000) }, steps: ["reject"] },
-    { name: "on demand, 9 in the last 10 minutes: allowed", rows: [currentDueIn(10 * HOUR)], opts: now, snap: { onDemandMints: Array.from({ length: 9 }, (_, i) => T - i * 30_000) }, steps: ["mint", "cache"] },
-    { name: "on demand for a disabled set: rejected", rows: [currentDueIn(HOUR)], cfg: { ...CFG, enabled: false }, opts: now, steps: ["reject"] },
-    { name: "on demand while a mint may still be landing: rejected", rows: [currentDueIn(HOUR), row(6, "pending", { created_at: T - 5_000 })], opts: now, steps: ["reject"] },
-    { name: "admin revoke of a previous key: mark first, then revoke", rows: [row(4, "previous", { expires_at: T + HOUR }), currentDueIn(HOUR)], opts: { mint: false, revoke: { generations: [4] } }, steps: ["mark", "revoke"] },
-    { name: "admin revoke of the current key: rejected", rows: [currentDueIn(HOUR)], opts: { mint: false, revoke: { generations: [5] } }, steps: ["reject"] },
-    { name: "admin revoke of a generation never minted: rejected", rows: [currentDueIn(HOUR)], opts: { mint: false, revoke: { generations: [9] } }, steps: ["reject"] },
-    { name: "admin revoke of an already revoked generation: skipped, nothing to do", rows: [currentDueIn(HOUR)], opts: { mint: false, revoke: { generations: [2] } }, steps: [] },
+    {
+      name: "on demand with revoke_previous: mint, cache, revoke the others",
+      rows: [currentDueIn(10 * HOUR)],
+      opts: { mint: "now", revokePrevious: true },
+      steps: ["mint", "cache", "revoke"],
+    },
+    {
+      name: "on demand, 10 in the last 10 minutes: rejected",
+      rows: [currentDueIn(10 * HOUR)],
+      opts: now,
+      snap: { onDemandMints: Array.from({ length: 10 }, (_, i) => T - i * 30_000) },
+      steps: ["reject"],
+    },
+    {
+      name: "on demand, 9 in the last 10 minutes: allowed",
+      rows: [currentDueIn(10 * HOUR)],
+      opts: now,
+      snap: { onDemandMints: Array.from({ length: 9 }, (_, i) => T - i * 30_000) },
+      steps: ["mint", "cache"],
+    },
+    {
+      name: "on demand for a disabled set: rejected",
+      rows: [currentDueIn(HOUR)],
+      cfg: { ...CFG, enabled: false },
+      opts: now,
+      steps: ["reject"],
+    },
+    {
+      name: "on demand while a mint may still be landing: rejected",
+      rows: [currentDueIn(HOUR), row(6, "pending", { created_at: T - 5_000 })],
+      opts: now,
+      steps: ["reject"],
+    },
+    {
+      name: "admin revoke of a previous key: mark first, then revoke",
+      rows: [row(4, "previous", { expires_at: T + HOUR }), currentDueIn(HOUR)],
+      opts: { mint: false, revoke: { generations: [4] } },
+      steps: ["mark", "revoke"],
+    },
+    {
+      name: "admin revoke of the current key: rejected",
+      rows: [currentDueIn(HOUR)],
+      opts: { mint: false, revoke: { generations: [5] } },
+      steps: ["reject"],
+    },
+    {
+      name: "admin revoke of a generation never minted: rejected",
+      rows: [currentDueIn(HOUR)],
+      opts: { mint: false, revoke: { generations: [9] } },
+      steps: ["reject"],
+    },
+    {
+      name: "admin revoke of an already revoked generation: skipped, nothing to do",
+      rows: [currentDueIn(HOUR)],
+      opts: { mint: false, revoke: { generations: [2] } },
+      steps: [],
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -132,10 +231,23 @@ describe("revocation reads recorded promises only", () => {
     { name: "KV never confirmed a newer key (failed KV write): keep", row: prev({ kv_replaced_at: null }), revoke: false },
     { name: "KV replaced it less than the caches' lag ago: keep", row: prev({ kv_replaced_at: T - MAX_STALENESS_MS + 1 }), revoke: false },
     { name: "KV replaced it exactly the caches' lag ago: revoke", row: prev({ kv_replaced_at: T - MAX_STALENESS_MS }), revoke: true },
-    { name: "explicit revoke_at passed: revoke even with a promise left", row: prev({ expires_at: T + HOUR, kv_replaced_at: null, revoke_at: T - 1, revoke_reason: "revoke_previous" }), revoke: true },
+    {
+      name: "explicit revoke_at passed: revoke even with a promise left",
+      row: prev({ expires_at: T + HOUR, kv_replaced_at: null, revoke_at: T - 1, revoke_reason: "revoke_previous" }),
+      revoke: true,
+    },
     { name: "explicit revoke_at in the future: keep", row: prev({ expires_at: T + HOUR, revoke_at: T + 1 }), revoke: false },
-    { name: "a removed set's key: its promise alone decides (nobody is served)", row: prev({ kv_replaced_at: null }), configured: false, revoke: true },
-    { name: "a current key is never revoked because its expires_at passed", row: row(5, "current", { expires_at: T - HOUR, kv_replaced_at: T - HOUR }), revoke: false },
+    {
+      name: "a removed set's key: its promise alone decides (nobody is served)",
+      row: prev({ kv_replaced_at: null }),
+      configured: false,
+      revoke: true,
+    },
+    {
+      name: "a current key is never revoked because its expires_at passed",
+      row: row(5, "current", { expires_at: T - HOUR, kv_replaced_at: T - HOUR }),
+      revoke: false,
+    },
   ];
   for (const c of cases) {
     it(c.name, () => {
@@ -164,7 +276,9 @@ describe("how far ahead and how long", () => {
     const rows = [currentDueIn(RUN_AHEAD_MS + 3 * MIN)];
     expect(kinds(plan(snap(rows), CFG, T, due))).toEqual([]);
     expect(kinds(plan(snap(rows), CFG, T, { mint: "due", tickMs: 5 * MIN }))).toEqual(["mint", "extend", "cache"]);
-    const ext = plan(snap([currentDueIn(-MIN)]), { ...CFG, enabled: false }, T, { mint: "due", tickMs: 5 * MIN }).find((s) => s.kind === "extend") as Extract<Step, { kind: "extend" }>;
+    const ext = plan(snap([currentDueIn(-MIN)]), { ...CFG, enabled: false }, T, { mint: "due", tickMs: 5 * MIN }).find(
+      (s) => s.kind === "extend",
+    ) as Extract<Step, { kind: "extend" }>;
     expect(ext.expiresAt).toBe(nextAttempt(T) + OVERDUE_COVER_MS + 2 * 4 * MIN + 5 * MIN + HOUR);
   });
 
@@ -244,7 +358,8 @@ describe("how far ahead and how long", () => {
 
   it("a longer overlap in the config extends with the longer one; a shorter one never shortens", () => {
     const current = currentDueIn(-MIN, { overlap_ms: 2 * HOUR });
-    const ext = plan(snap([current]), { ...CFG, overlapMs: 2 * MIN, enabled: false }, T, due).find((s) => s.kind === "extend") as Extract<Step, { kind: "extend" }> | undefined;
+    const ext = plan(snap([current]), { ...CFG, overlapMs: 2 * MIN, enabled: false }, T, due).find((s) => s.kind === "extend") as
+      Extract<Step, { kind: "extend" }> | undefined;
     expect(ext === undefined || ext.expiresAt >= current.expires_at!).toBe(true);
   });
 });

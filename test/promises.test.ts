@@ -27,13 +27,21 @@ function reconfigured(w: World, vars: Partial<Record<keyof Env, unknown>>) {
     tick: () => tick(createEngine(result.config, e, w.clock.now)),
     async getKey(set = "demo"): Promise<Response> {
       const ctx = createExecutionContext();
-      const res = await app.fetch(new Request(`https://rotator.test/v1/keys/${set}`, { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } }), e, ctx);
+      const res = await app.fetch(
+        new Request(`https://rotator.test/v1/keys/${set}`, { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } }),
+        e,
+        ctx,
+      );
       await waitOnExecutionContext(ctx);
       return res;
     },
     async status() {
       const ctx = createExecutionContext();
-      const res = await app.fetch(new Request("https://rotator.test/v1/admin/status", { headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } }), e, ctx);
+      const res = await app.fetch(
+        new Request("https://rotator.test/v1/admin/status", { headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } }),
+        e,
+        ctx,
+      );
       await waitOnExecutionContext(ctx);
       return (await res.json()) as { sets: { model_set: string; model_ids: string[]; generation: number }[] };
     },
@@ -137,7 +145,9 @@ describe("promises recorded before they are served", () => {
     expect(await engineStatus(env.DB, at + 3 * MIN + 1)).toEqual({ last_tick_at: new Date(at).toISOString(), stalled: true });
     // A key minted on demand with no tick ever: stalled.
     const v = await makeWorld(oneSet({ rotate_every: "24h", overlap: "1h" }));
-    expect((await v.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${v.env.ADMIN_TOKEN}` } })).status).toBe(200);
+    expect(
+      (await v.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${v.env.ADMIN_TOKEN}` } })).status,
+    ).toBe(200);
     expect((await engineStatus(env.DB, v.clock.now())).stalled).toBe(true);
   });
 });
@@ -148,7 +158,9 @@ describe("config changes", () => {
     const book = promiseBook();
     await w.tick();
     const first = await book.read(w);
-    const next = reconfigured(w, { MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234", "newm5678"], rotate_every: "24h", overlap: "1h" } }) });
+    const next = reconfigured(w, {
+      MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234", "newm5678"], rotate_every: "24h", overlap: "1h" } }),
+    });
     w.clock.advance(HOUR);
     await next.tick();
     w.clock.advance(6_000);
@@ -158,7 +170,10 @@ describe("config changes", () => {
     expect(doc).toMatchObject({ generation: 2, model_ids: ["abcd1234", "newm5678"] });
     const live = (await w.fake.liveKeys()).find((k) => k.prefix === prefixOf(doc.api_key))!;
     expect(live.model_ids).toEqual(["abcd1234", "newm5678"]);
-    expect((await next.status()).sets.find((s) => s.model_set === "demo")).toMatchObject({ generation: 2, model_ids: ["abcd1234", "newm5678"] });
+    expect((await next.status()).sets.find((s) => s.model_set === "demo")).toMatchObject({
+      generation: 2,
+      model_ids: ["abcd1234", "newm5678"],
+    });
     // The old key keeps its promise and is not re-minted again.
     expect(await w.liveKeyPrefixes()).toContain(prefixOf(first.api_key));
     w.clock.advance(MIN);

@@ -35,7 +35,12 @@ function recordingQueue() {
 }
 
 function manySets(n: number): Record<string, unknown> {
-  return Object.fromEntries(Array.from({ length: n }, (_, i) => [`set-${String(i).padStart(3, "0")}`, { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" }]));
+  return Object.fromEntries(
+    Array.from({ length: n }, (_, i) => [
+      `set-${String(i).padStart(3, "0")}`,
+      { model_ids: [`model${i}`], rotate_every: "24h", overlap: "1h" },
+    ]),
+  );
 }
 
 let seq = 0;
@@ -102,7 +107,11 @@ describe("fan-out", () => {
     expect(await w.fake.liveKeys()).toEqual([]);
 
     // The consumer then rotates every one of them.
-    const { outcome } = await consume(w, QUEUE, bodies.map((b) => message(b.model_set)));
+    const { outcome } = await consume(
+      w,
+      QUEUE,
+      bodies.map((b) => message(b.model_set)),
+    );
     expect(outcome.explicitAcks).toHaveLength(25);
     expect(outcome.retryMessages).toEqual([]);
     expect(await mints(w)).toBe(25);
@@ -174,7 +183,9 @@ describe("queue consumer", () => {
 
   it("acks a set whose lease another run holds, and mints nothing", async () => {
     const w = await makeWorld();
-    await env.DB.prepare("INSERT INTO sets (model_set, lease_holder, lease_expires_at) VALUES ('demo', 'someone-else', ?1)").bind(w.clock.now() + 60_000).run();
+    await env.DB.prepare("INSERT INTO sets (model_set, lease_holder, lease_expires_at) VALUES ('demo', 'someone-else', ?1)")
+      .bind(w.clock.now() + 60_000)
+      .run();
     const m = message("demo");
     const { results, outcome } = await consume(w, QUEUE, [m]);
     expect(results[0]!.outcome).toBe("busy");
@@ -224,7 +235,10 @@ describe("queue consumer", () => {
     const config = loadConfig(w.env);
     if (!config.ok) throw new Error(config.problems.join("; "));
     const engine = createEngine(config.config, w.env, w.clock.now, { fetch: counting });
-    const batch = createMessageBatch<RotationMessage>(QUEUE, Object.keys(manySets(12)).map((s) => message(s)));
+    const batch = createMessageBatch<RotationMessage>(
+      QUEUE,
+      Object.keys(manySets(12)).map((s) => message(s)),
+    );
     const results = await consumeRotations(engine, batch);
     expect(results.every((r) => r.outcome === "rotated")).toBe(true);
     expect(peak).toBe(3);
@@ -255,7 +269,11 @@ describe("one path: the queue consumer repairs what the inline tick repairs", ()
     const summary = await tick(w.engine(), q.queue);
     expect(summary.queued).toBeGreaterThanOrEqual(1);
     expect(q.bodies().map((b) => b.model_set)).toContain("demo");
-    const { results } = await consume(w, QUEUE, q.bodies().map((b) => message(b.model_set)));
+    const { results } = await consume(
+      w,
+      QUEUE,
+      q.bodies().map((b) => message(b.model_set)),
+    );
     expect(results.every((r) => r.outcome !== "failed")).toBe(true);
     expect(await kvGeneration("demo")).toBe(2);
     // Past every cache's lag, no location serves the revoked key.

@@ -132,6 +132,9 @@ describe("read path authorization", () => {
     w.clock.advance(3 * MIN);
     await w.tick();
     expect(await env.KEYS.get(kvKey("demo"))).not.toBeNull();
-    expect((await (await get("/v1/keys/demo", bearer("demo-svc"))).json()) as KeyDocument).toMatchObject({ generation: 1, api_key: demoKey.api_key });
+    expect((await (await get("/v1/keys/demo", bearer("demo-svc"))).json()) as KeyDocument).toMatchObject({
+      generation: 1,
+      api_key: demoKey.api_key,
+    });
   });
 });

@@ -52,7 +52,11 @@ describe("read path", () => {
     // A broken configuration still fails closed on the shortcut.
     const broken = { ...w.env, MODEL_SETS: "{" };
     const { createApp } = await import("../src/app.ts");
-    const res = await createApp().fetch(new Request("https://rotator.test/v1/keys/demo", { headers: demo }), broken, {} as ExecutionContext);
+    const res = await createApp().fetch(
+      new Request("https://rotator.test/v1/keys/demo", { headers: demo }),
+      broken,
+      {} as ExecutionContext,
+    );
     expect(res.status).toBe(503);
     expect(await res.json()).toMatchObject({ error: "config_invalid" });
   });
@@ -94,7 +98,11 @@ describe("read path", () => {
     const countedEnv = { ...w.env, DB: counting };
     for (let i = 0; i < 3; i++) {
       w.clock.advance(10_000); // past the isolate memory each time: KV every time
-      const res = await app.fetch(new Request("https://rotator.test/v1/keys/demo", { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } }), countedEnv, {} as ExecutionContext);
+      const res = await app.fetch(
+        new Request("https://rotator.test/v1/keys/demo", { headers: { authorization: `Bearer ${w.tokens["demo-svc"]}` } }),
+        countedEnv,
+        {} as ExecutionContext,
+      );
       expect(res.status).toBe(200);
     }
     expect(d1).toBe(0);

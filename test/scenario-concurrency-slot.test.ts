@@ -16,7 +16,12 @@ const SETS = {
 
 describe("scenario: a Baseten call that waits for a concurrency slot", () => {
   it("still ends by the run's deadline: no call of a run leaves after its lease", async () => {
-    const p = await makePlatform({ seed: "scenario-5", sets: SETS, consumers: { svc: ["alpha", "bravo"] }, vars: { BASETEN_CONCURRENCY: "1" } });
+    const p = await makePlatform({
+      seed: "scenario-5",
+      sets: SETS,
+      consumers: { svc: ["alpha", "bravo"] },
+      vars: { BASETEN_CONCURRENCY: "1" },
+    });
     const tickAt = p.clock.now();
     // The first mint's answer is slow: the slot stays taken for 100 s.
     p.hook({ op: "baseten:mint", stallAfterMs: 100_000 });
@@ -26,7 +31,9 @@ describe("scenario: a Baseten call that waits for a concurrency slot", () => {
     expect(mints.length).toBeGreaterThanOrEqual(1);
     // Every Baseten request this tick's runs sent left before their leases ended. (Both runs
     // started within a few hundred ms of the tick, so their leases end by tickAt + 90 s + that.)
-    const late = p.basetenCalls.filter((c) => c.sentAt > tickAt + LEASE_MS).map((c) => `${c.op} ${c.path} sent at ${iso(c.sentAt)}, ${Math.round((c.sentAt - tickAt) / 1000)} s after the tick`);
+    const late = p.basetenCalls
+      .filter((c) => c.sentAt > tickAt + LEASE_MS)
+      .map((c) => `${c.op} ${c.path} sent at ${iso(c.sentAt)}, ${Math.round((c.sentAt - tickAt) / 1000)} s after the tick`);
     expect(late, "Baseten calls sent after the run's lease ended").toEqual([]);
 
     // The set whose run gave up is rotated by the next tick; nothing untracked is left behind.
@@ -41,7 +48,14 @@ describe("scenario: a Baseten call that waits for a concurrency slot", () => {
       expect(current, `${set}: one current key`).toHaveLength(1);
       expect(live.some((k) => k.prefix === current[0]!.prefix)).toBe(true);
     }
-    const known = new Set([...(await p.rows("alpha")), ...(await p.rows("bravo"))].filter((r) => r.state === "current" || r.state === "previous").map((r) => r.prefix));
-    expect(live.filter((k) => !known.has(k.prefix)).map((k) => k.name), "live bkr- keys D1 does not hold as current or previous").toEqual([]);
+    const known = new Set(
+      [...(await p.rows("alpha")), ...(await p.rows("bravo"))]
+        .filter((r) => r.state === "current" || r.state === "previous")
+        .map((r) => r.prefix),
+    );
+    expect(
+      live.filter((k) => !known.has(k.prefix)).map((k) => k.name),
+      "live bkr- keys D1 does not hold as current or previous",
+    ).toEqual([]);
   });
 });

@@ -19,7 +19,8 @@ const OVERLAP_MS = 2 * MIN;
 const SETS = { demo: { model_ids: ["abcd1234"], rotate_every: "8h", overlap: "2m" } };
 type Doc = { generation: number; refresh_at: string; expires_at: string };
 
-const breaksOverdueRule = (d: Doc, now: number) => Date.parse(d.refresh_at) <= now || Date.parse(d.expires_at) < Date.parse(d.refresh_at) + OVERLAP_MS;
+const breaksOverdueRule = (d: Doc, now: number) =>
+  Date.parse(d.refresh_at) <= now || Date.parse(d.expires_at) < Date.parse(d.refresh_at) + OVERLAP_MS;
 
 describe("scenario: the last tick before refresh_at stalls in its mint (5-minute cron)", () => {
   it("every document served after refresh_at keeps the overdue rule, and the next tick rotates", async () => {
@@ -33,7 +34,8 @@ describe("scenario: the last tick before refresh_at stalls in its mint (5-minute
       for (const res of await p.readEverywhere("demo")) {
         expect(res.status).toBe(200);
         const d = (await res.json()) as Doc;
-        if (breaksOverdueRule(d, now)) bad.push(`at ${new Date(now).toISOString()}: gen ${d.generation} refresh_at ${d.refresh_at} expires_at ${d.expires_at}`);
+        if (breaksOverdueRule(d, now))
+          bad.push(`at ${new Date(now).toISOString()}: gen ${d.generation} refresh_at ${d.refresh_at} expires_at ${d.expires_at}`);
       }
     };
     // Five-minute ticks; the one at R - 4 min is the last before refresh_at (and the set is due).
@@ -68,7 +70,9 @@ describe("scenario: an isolate's memory across refresh_at", () => {
     await p.fake.fault({ op: "mint", kind: "503", count: 100 });
     p.clock.set(R - 45_000);
     await p.tick();
-    const extended = await env.DB.prepare("SELECT expires_at FROM keys WHERE model_set = 'demo' AND state = 'current'").first<{ expires_at: number }>();
+    const extended = await env.DB.prepare("SELECT expires_at FROM keys WHERE model_set = 'demo' AND state = 'current'").first<{
+      expires_at: number;
+    }>();
     expect(extended!.expires_at, "the extension is recorded").toBeGreaterThan(R + OVERLAP_MS);
     // R - 2 s: east reads the old edge copy (still a valid document before refresh_at) into memory.
     p.clock.set(R - 2_000);
@@ -78,7 +82,9 @@ describe("scenario: an isolate's memory across refresh_at", () => {
     p.clock.set(R + 2_000);
     const after = (await (await east.getKey("demo")).json()) as Doc;
     expect(after.generation).toBe(1);
-    expect(breaksOverdueRule(after, p.clock.now()), `east served refresh_at ${after.refresh_at} expires_at ${after.expires_at}`).toBe(false);
+    expect(breaksOverdueRule(after, p.clock.now()), `east served refresh_at ${after.refresh_at} expires_at ${after.expires_at}`).toBe(
+      false,
+    );
     await p.fake.clearFaults();
   });
 });

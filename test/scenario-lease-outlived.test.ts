@@ -50,8 +50,14 @@ describe("scenario: a run outlives its lease between promote and KV write", () =
     }
     p.addLocation("late");
     const final = await Promise.all((await p.readEverywhere("demo")).map((r) => r.json() as Promise<Doc>));
-    expect(describeStale(servedAfterRevocation(p)), "documents of a revoked key served more than 65 s (KV 60 s + isolate memory 5 s) after its revocation").toEqual([]);
-    expect(final.map((d) => d.generation), "generation served at cron, east, west, late (KV ends at N+1)").toEqual([n1, n1, n1, n1]);
+    expect(
+      describeStale(servedAfterRevocation(p)),
+      "documents of a revoked key served more than 65 s (KV 60 s + isolate memory 5 s) after its revocation",
+    ).toEqual([]);
+    expect(
+      final.map((d) => d.generation),
+      "generation served at cron, east, west, late (KV ends at N+1)",
+    ).toEqual([n1, n1, n1, n1]);
     const live = await p.livePrefixes();
     for (const d of final) expect(live.has(d.api_key.split(".")[0]!)).toBe(true);
     // And the next tick does not bring N back either.

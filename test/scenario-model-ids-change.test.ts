@@ -28,14 +28,27 @@ describe("scenario: the model_ids of a set change", () => {
     const keys = await p.fake.keys();
     const scopeOf = (d: Doc) => keys.find((k) => k.prefix === d.api_key.split(".")[0])?.model_ids;
 
-    const status = await p.location("cron").request("/v1/admin/status", { headers: { authorization: `Bearer ${p.world.env.ADMIN_TOKEN}` } });
+    const status = await p
+      .location("cron")
+      .request("/v1/admin/status", { headers: { authorization: `Bearer ${p.world.env.ADMIN_TOKEN}` } });
     expect(status.status).toBe(200);
-    const demo = ((await status.json()) as { sets: { model_set: string; generation: number; model_ids: string[] }[] }).sets.find((s) => s.model_set === "demo")!;
+    const demo = ((await status.json()) as { sets: { model_set: string; generation: number; model_ids: string[] }[] }).sets.find(
+      (s) => s.model_set === "demo",
+    )!;
 
-    expect(after.map((d) => d.generation), "a new generation is served everywhere").toEqual([2, 2, 2]);
-    expect(after.map((d) => d.model_ids), "documents carry the new scope").toEqual(Array(3).fill(["abcd1234", "zzzz9999"]));
+    expect(
+      after.map((d) => d.generation),
+      "a new generation is served everywhere",
+    ).toEqual([2, 2, 2]);
+    expect(
+      after.map((d) => d.model_ids),
+      "documents carry the new scope",
+    ).toEqual(Array(3).fill(["abcd1234", "zzzz9999"]));
     expect(after.map(scopeOf), "the served key's scope at Baseten").toEqual(Array(3).fill(["abcd1234", "zzzz9999"]));
-    expect({ generation: demo.generation, model_ids: demo.model_ids }, "admin status").toEqual({ generation: 2, model_ids: ["abcd1234", "zzzz9999"] });
+    expect({ generation: demo.generation, model_ids: demo.model_ids }, "admin status").toEqual({
+      generation: 2,
+      model_ids: ["abcd1234", "zzzz9999"],
+    });
     // The old key keeps its promise.
     const live = await p.livePrefixes();
     expect(live.has(before[0]!.api_key.split(".")[0]!), "the old key is live until its promise ends").toBe(true);

@@ -27,7 +27,14 @@ describe("scenario: a cache repair whose promise-extension write fails", () => {
       if (t === rotateAt) p.hook({ op: "kv:put", match: "demo", fail: "before", label: "rotation kv put" });
       // At the next tick, the first D1 write after the cache repair's KV put fails: the recording
       // of what the stale cache promised (today: the extension of gen 1's expiry).
-      if (t === rotateAt + 5 * MIN) p.hook({ op: "d1:write", match: /\bkeys\b/, armedBy: { op: "kv:put", match: "demo" }, fail: "before", label: "promise write after repair" });
+      if (t === rotateAt + 5 * MIN)
+        p.hook({
+          op: "d1:write",
+          match: /\bkeys\b/,
+          armedBy: { op: "kv:put", match: "demo" },
+          fail: "before",
+          label: "promise write after repair",
+        });
       await p.tick();
       // Reads every 13 s (out of step with the ticks and KV's 60 s, so edge copies of every age are read).
       while (p.clock.now() < t + 5 * MIN - 13_000) {

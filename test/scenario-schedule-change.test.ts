@@ -28,7 +28,8 @@ describe("scenario: overlap / rotate_every change between runs", () => {
       for (const [at, every, overlap] of changes) if (t - start === at) p.reconfigure({ MODEL_SETS: JSON.stringify(sets(every, overlap)) });
       await p.tick();
       // An on-demand rotation two minutes after each change (the webhook path runs the same rules).
-      if (changes.some(([at]) => t - start === at + 2 * MIN)) expect((await p.webhook("east", { model_set: "demo", reason: "after a config change" })).status).toBe(200);
+      if (changes.some(([at]) => t - start === at + 2 * MIN))
+        expect((await p.webhook("east", { model_set: "demo", reason: "after a config change" })).status).toBe(200);
       while (p.clock.now() < t + MIN - 13_000) {
         await p.readEverywhere("demo");
         p.clock.advance(13_000);
@@ -36,10 +37,17 @@ describe("scenario: overlap / rotate_every change between runs", () => {
       for (const v of describeViolations(await brokenPromises(p))) violations.add(v);
       for (const d of p.served) {
         const prev = latestByKey.get(d.prefix) ?? 0;
-        if (d.expires_at < prev) shortened.add(`gen ${d.generation} served at ${iso(d.at)} by ${d.location} promising ${iso(d.expires_at)}, after a document promised ${iso(prev)}`);
+        if (d.expires_at < prev)
+          shortened.add(
+            `gen ${d.generation} served at ${iso(d.at)} by ${d.location} promising ${iso(d.expires_at)}, after a document promised ${iso(prev)}`,
+          );
         latestByKey.set(d.prefix, Math.max(prev, d.expires_at));
       }
-      p.served.splice(0, p.served.length, ...[...latestByKey].map(([prefix, e]) => p.served.find((d) => d.prefix === prefix && d.expires_at === e)!));
+      p.served.splice(
+        0,
+        p.served.length,
+        ...[...latestByKey].map(([prefix, e]) => p.served.find((d) => d.prefix === prefix && d.expires_at === e)!),
+      );
     }
     const rotations = new Set(p.served.map((d) => d.generation)).size;
     expect(rotations, "the schedule changes led to rotations").toBeGreaterThan(3);

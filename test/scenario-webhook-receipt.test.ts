@@ -22,7 +22,14 @@ describe("scenario: the webhook's receipt store fails, then the sender redeliver
 
     const id = "msg_leak_scanner_0001";
     const body = { model_set: "demo", reason: "leak-scanner alert 42", revoke_previous: true };
-    p.hook({ op: "d1:*", match: /webhook_receipts/, armedBy: { op: "baseten:mint" }, fail: "before", count: Infinity, label: "receipt write" });
+    p.hook({
+      op: "d1:*",
+      match: /webhook_receipts/,
+      armedBy: { op: "baseten:mint" },
+      fail: "before",
+      count: Infinity,
+      label: "receipt write",
+    });
     const first = await p.webhook("east", body, { id });
     p.clearHooks();
     expect(p.hits["receipt write"], "a receipt write failed").toBeGreaterThanOrEqual(1);
@@ -39,10 +46,14 @@ describe("scenario: the webhook's receipt store fails, then the sender redeliver
       if (first.status === 200) {
         // The first delivery rotated: the redelivery gets that answer back and changes nothing.
         expect(again.status, "redelivery answer").toBe(200);
-        expect(JSON.parse(await again.text()) as Rotation, "the redelivery answers the first answer").toEqual(JSON.parse(firstText) as Rotation);
+        expect(JSON.parse(await again.text()) as Rotation, "the redelivery answers the first answer").toEqual(
+          JSON.parse(firstText) as Rotation,
+        );
         expect(p.basetenCalls.filter((c) => c.op === "mint").length, "mints after the redelivery").toBe(mintsAfterFirst);
         const rows = await p.rows("demo");
-        expect(rows.find((r) => r.state === "current")?.generation, "current generation after the redelivery").toBe(currentAfterFirst.generation);
+        expect(rows.find((r) => r.state === "current")?.generation, "current generation after the redelivery").toBe(
+          currentAfterFirst.generation,
+        );
         const live = await p.livePrefixes();
         expect(live.has(currentAfterFirst.prefix!), "the key the first delivery minted is live").toBe(true);
       } else {

@@ -45,7 +45,10 @@ describe("keyring", () => {
     const newKey = randomB64(32);
     const legacy = await sealRaw(oldKey, "abcd1234.secret-part", "demo:1");
     expect(sealedBy(legacy)).toBeNull();
-    expect(await openWithId(createKeyring(newKey, [oldKey]), legacy, "demo:1")).toEqual({ plaintext: "abcd1234.secret-part", keyId: keyId(oldKey) });
+    expect(await openWithId(createKeyring(newKey, [oldKey]), legacy, "demo:1")).toEqual({
+      plaintext: "abcd1234.secret-part",
+      keyId: keyId(oldKey),
+    });
     expect(await openWithId(createKeyring(oldKey), legacy, "demo:1")).toEqual({ plaintext: "abcd1234.secret-part", keyId: keyId(oldKey) });
     const err = await openWithId(createKeyring(newKey), legacy, "demo:1").catch((e: unknown) => e);
     expect(err).toBeInstanceOf(UndecryptableError);
@@ -69,7 +72,9 @@ async function doc(res: Response): Promise<KeyDocument> {
 }
 
 async function storedSealers(): Promise<{ d1: Record<string, (string | null)[]>; kv: Record<string, string | undefined> }> {
-  const { results } = await env.DB.prepare("SELECT model_set, ciphertext FROM keys WHERE ciphertext IS NOT NULL ORDER BY model_set, generation").all<{ model_set: string; ciphertext: string }>();
+  const { results } = await env.DB.prepare(
+    "SELECT model_set, ciphertext FROM keys WHERE ciphertext IS NOT NULL ORDER BY model_set, generation",
+  ).all<{ model_set: string; ciphertext: string }>();
   const d1: Record<string, (string | null)[]> = {};
   for (const r of results) (d1[r.model_set] ??= []).push(sealedBy(r.ciphertext));
   const kv: Record<string, string | undefined> = {};
@@ -79,11 +84,17 @@ async function storedSealers(): Promise<{ d1: Record<string, (string | null)[]>;
 
 /** Rewrites every stored ciphertext into today's format (no key id) under `keyB64`: rows written before this version. */
 async function makeLegacy(keyB64: string, ring: ReturnType<typeof createKeyring>) {
-  const { results } = await env.DB.prepare("SELECT model_set, generation, ciphertext FROM keys WHERE ciphertext IS NOT NULL").all<{ model_set: string; generation: number; ciphertext: string }>();
+  const { results } = await env.DB.prepare("SELECT model_set, generation, ciphertext FROM keys WHERE ciphertext IS NOT NULL").all<{
+    model_set: string;
+    generation: number;
+    ciphertext: string;
+  }>();
   for (const r of results) {
     const aad = `${r.model_set}:${r.generation}`;
     const legacy = await sealRaw(keyB64, await open(ring, r.ciphertext, aad), aad);
-    await env.DB.prepare("UPDATE keys SET ciphertext = ?1 WHERE model_set = ?2 AND generation = ?3").bind(legacy, r.model_set, r.generation).run();
+    await env.DB.prepare("UPDATE keys SET ciphertext = ?1 WHERE model_set = ?2 AND generation = ?3")
+      .bind(legacy, r.model_set, r.generation)
+      .run();
     // KV (engine v2): the whole entry sealed as one ciphertext, AAD = the KV key; before key ids, without one.
     const { value, metadata } = await env.KEYS.getWithMetadata<CacheMetadata>(kvKey(r.model_set), { type: "text" });
     if (value !== null && metadata?.g === r.generation) {
@@ -122,7 +133,12 @@ describe("changing ENCRYPTION_KEY", () => {
     const consumers = JSON.parse(String(w.env.CONSUMERS)) as Record<string, unknown>;
     delete consumers["gone-svc"];
     const CONSUMERS = JSON.stringify(consumers);
-    const rolled = redeploy(w, { ENCRYPTION_KEY: newKey, ENCRYPTION_KEY_PREVIOUS: oldKey, MODEL_SETS: JSON.stringify(changedSets), CONSUMERS });
+    const rolled = redeploy(w, {
+      ENCRYPTION_KEY: newKey,
+      ENCRYPTION_KEY_PREVIOUS: oldKey,
+      MODEL_SETS: JSON.stringify(changedSets),
+      CONSUMERS,
+    });
 
     // Right after the restart: every read works, health is fine, status shows the old key still in use.
     const health = await rolled.request("/healthz");
@@ -145,9 +161,15 @@ describe("changing ENCRYPTION_KEY", () => {
     expect(after.encryption!.sealed_by).toEqual({ [keyId(newKey)]: expect.any(Number) });
     expect(after.encryption!.unattributed).toBe(0);
     const stored = await storedSealers();
-    expect(stored.d1).toEqual({ demo: Array(2).fill(keyId(newKey)), other: Array(2).fill(keyId(newKey)), gone: Array(2).fill(keyId(newKey)) });
+    expect(stored.d1).toEqual({
+      demo: Array(2).fill(keyId(newKey)),
+      other: Array(2).fill(keyId(newKey)),
+      gone: Array(2).fill(keyId(newKey)),
+    });
     expect(Object.values(stored.kv).every((s) => s === keyId(newKey))).toBe(true);
-    const audit = await env.DB.prepare("SELECT model_set, COUNT(*) AS n FROM audit WHERE action = 'resealed' GROUP BY model_set ORDER BY model_set").all<{ model_set: string; n: number }>();
+    const audit = await env.DB.prepare(
+      "SELECT model_set, COUNT(*) AS n FROM audit WHERE action = 'resealed' GROUP BY model_set ORDER BY model_set",
+    ).all<{ model_set: string; n: number }>();
     expect(audit.results).toEqual([
       { model_set: "demo", n: 2 },
       { model_set: "gone", n: 2 },
@@ -155,7 +177,12 @@ describe("changing ENCRYPTION_KEY", () => {
     ]);
 
     // The old key removed: still the same keys, still healthy, no 5xx anywhere.
-    const done = redeploy(w, { ENCRYPTION_KEY: newKey, ENCRYPTION_KEY_PREVIOUS: undefined, MODEL_SETS: JSON.stringify(changedSets), CONSUMERS });
+    const done = redeploy(w, {
+      ENCRYPTION_KEY: newKey,
+      ENCRYPTION_KEY_PREVIOUS: undefined,
+      MODEL_SETS: JSON.stringify(changedSets),
+      CONSUMERS,
+    });
     expect((await done.request("/healthz")).status).toBe(200);
     expect((await doc(await done.getKey("demo", "demo-svc"))).api_key).toBe(before[0]);
     expect((await doc(await done.getKey("other", "other-svc"))).api_key).toBe(before[1]);
@@ -179,7 +206,10 @@ describe("changing ENCRYPTION_KEY", () => {
     const newKey = randomB64(32);
     const rolled = redeploy(w, { ENCRYPTION_KEY: newKey, ENCRYPTION_KEY_PREVIOUS: w.env.ENCRYPTION_KEY, MODEL_SETS: disabled });
     // Admin rotate refuses a disabled set (409): only re-sealing can move its key to the new key.
-    const rotate = await rolled.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
+    const rotate = await rolled.request("/v1/admin/rotate/demo", {
+      method: "POST",
+      headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` },
+    });
     expect(rotate.status).toBe(409);
     w.clock.advance(MIN);
     await rolled.tick();
@@ -232,7 +262,10 @@ describe("changing ENCRYPTION_KEY", () => {
   });
 
   it("a KV entry is re-sealed whole, only under the set's lease, and only over D1's current generation (engine v2's fencing)", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w.tick();
     const oldRing = createKeyring(w.env.ENCRYPTION_KEY!);
     const newRing = createKeyring(randomB64(32), [w.env.ENCRYPTION_KEY!]);
@@ -241,11 +274,15 @@ describe("changing ENCRYPTION_KEY", () => {
     expect(before.metadata?.s).toBe(oldRing.primaryId);
 
     // A run holds the set's lease: the entry is left alone (the D1 rows are re-sealed, they need no lease).
-    await env.DB.prepare("UPDATE sets SET lease_holder = 'a-run', lease_expires_at = ?1 WHERE model_set = 'demo'").bind(w.clock.now() + 60_000).run();
+    await env.DB.prepare("UPDATE sets SET lease_holder = 'a-run', lease_expires_at = ?1 WHERE model_set = 'demo'")
+      .bind(w.clock.now() + 60_000)
+      .run();
     const held = await resealBatch(env.DB, env.KEYS, newRing, undefined, w.clock.now());
     expect(held).toMatchObject({ resealed: 1, kvResealed: 0 });
     expect((await read()).value).toBe(before.value);
-    expect((await env.DB.prepare("SELECT lease_holder FROM sets WHERE model_set = 'demo'").first<{ lease_holder: string }>())?.lease_holder).toBe("a-run");
+    expect(
+      (await env.DB.prepare("SELECT lease_holder FROM sets WHERE model_set = 'demo'").first<{ lease_holder: string }>())?.lease_holder,
+    ).toBe("a-run");
 
     // The lease free: the whole entry (every field, AAD = the KV key) is sealed again under the new primary, unchanged.
     await env.DB.prepare("UPDATE sets SET lease_holder = NULL, lease_expires_at = 0 WHERE model_set = 'demo'").run();
@@ -253,7 +290,9 @@ describe("changing ENCRYPTION_KEY", () => {
     const after = await read();
     expect(after.metadata).toEqual({ g: before.metadata!.g, s: newRing.primaryId });
     expect(sealedBy(after.value!)).toBe(newRing.primaryId);
-    expect(JSON.parse(await open(newRing, after.value!, kvKey("demo")))).toEqual(JSON.parse(await open(oldRing, before.value!, kvKey("demo"))));
+    expect(JSON.parse(await open(newRing, after.value!, kvKey("demo")))).toEqual(
+      JSON.parse(await open(oldRing, before.value!, kvKey("demo"))),
+    );
     await expect(open(newRing, after.value!, kvKey("other"))).rejects.toThrow(UndecryptableError);
 
     // An entry older than D1's current generation (a stale cache) is not rewritten: never over a newer key,
@@ -273,11 +312,20 @@ describe("changing ENCRYPTION_KEY", () => {
     const ring = createKeyring(oldKey);
     // 30 revoked rows of history under the old key, and one row sealed by a key nobody has.
     const stmts = Array.from({ length: 30 }, (_, i) =>
-      env.DB.prepare("INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, prefix, ciphertext, created_at) VALUES ('demo', ?1, 'revoked', ?2, '[]', 3600000, 'p', ?3, 0)"),
+      env.DB.prepare(
+        "INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, prefix, ciphertext, created_at) VALUES ('demo', ?1, 'revoked', ?2, '[]', 3600000, 'p', ?3, 0)",
+      ),
     );
-    const bound = await Promise.all(stmts.map(async (s, i) => s.bind(100 + i, `bkr-demo-${100 + i}-x`, await seal(ring, `pfx.secret-${i}`, `demo:${100 + i}`))));
+    const bound = await Promise.all(
+      stmts.map(async (s, i) => s.bind(100 + i, `bkr-demo-${100 + i}-x`, await seal(ring, `pfx.secret-${i}`, `demo:${100 + i}`))),
+    );
     const lost = await seal(createKeyring(randomB64(32)), "pfx.lost", "demo:99");
-    await env.DB.batch([...bound, env.DB.prepare("INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, prefix, ciphertext, created_at) VALUES ('demo', 99, 'revoked', 'bkr-demo-99-x', '[]', 3600000, 'p', ?1, 0)").bind(lost)]);
+    await env.DB.batch([
+      ...bound,
+      env.DB.prepare(
+        "INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, prefix, ciphertext, created_at) VALUES ('demo', 99, 'revoked', 'bkr-demo-99-x', '[]', 3600000, 'p', ?1, 0)",
+      ).bind(lost),
+    ]);
 
     const newRing = createKeyring(randomB64(32), [oldKey]);
     const first = await resealBatch(env.DB, env.KEYS, newRing, 10, w.clock.now());
@@ -286,16 +334,26 @@ describe("changing ENCRYPTION_KEY", () => {
     let total = first.resealed;
     for (let i = 0; i < 5; i++) total += (await resealBatch(env.DB, env.KEYS, newRing, 10, w.clock.now())).resealed;
     expect(total).toBe(32); // 30 + demo's and other's current rows
-    const left = await env.DB.prepare("SELECT generation FROM keys WHERE substr(ciphertext, 1, 12) <> ?1").bind(`k1:${newRing.primaryId}:`).all<{ generation: number }>();
+    const left = await env.DB.prepare("SELECT generation FROM keys WHERE substr(ciphertext, 1, 12) <> ?1")
+      .bind(`k1:${newRing.primaryId}:`)
+      .all<{ generation: number }>();
     expect(left.results).toEqual([{ generation: 99 }]);
     const last = await resealBatch(env.DB, env.KEYS, newRing, 10, w.clock.now());
     expect(last).toEqual({ resealed: 0, kvResealed: 0, undecryptable: 0, more: false });
     // Nothing left: later ticks cost one indexed D1 read and no KV list (billed per call).
     let lists = 0;
     const counting = new Proxy(env.KEYS, {
-      get: (target, prop) => (prop === "list" ? (...a: unknown[]) => (lists++, (target.list as (...x: unknown[]) => unknown)(...a)) : (Reflect.get(target, prop) as (...x: unknown[]) => unknown).bind(target)),
+      get: (target, prop) =>
+        prop === "list"
+          ? (...a: unknown[]) => (lists++, (target.list as (...x: unknown[]) => unknown)(...a))
+          : (Reflect.get(target, prop) as (...x: unknown[]) => unknown).bind(target),
     });
-    expect(await resealBatch(env.DB, counting, newRing, 10, w.clock.now())).toEqual({ resealed: 0, kvResealed: 0, undecryptable: 0, more: false });
+    expect(await resealBatch(env.DB, counting, newRing, 10, w.clock.now())).toEqual({
+      resealed: 0,
+      kvResealed: 0,
+      undecryptable: 0,
+      more: false,
+    });
     expect(lists).toBe(0);
   });
 });

@@ -77,9 +77,14 @@ describe("BASETEN_API_KEY", () => {
     const res = await refused.request("/v1/admin/rotate/demo", { method: "POST", headers: bearer(w.env.ADMIN_TOKEN!) });
     expect(res.status).toBe(502);
     const body = (await res.json()) as { error: string; message: string };
-    expect(body.message).toBe('mint: Baseten refused the management key (HTTP 401): check BASETEN_API_KEY (README "Changing BASETEN_API_KEY")');
+    expect(body.message).toBe(
+      'mint: Baseten refused the management key (HTTP 401): check BASETEN_API_KEY (README "Changing BASETEN_API_KEY")',
+    );
     const status = await refused.status();
-    expect(status.management_key).toMatchObject({ ok: false, error: expect.stringMatching(/^Baseten answered 401 to mint: BASETEN_API_KEY was refused/) });
+    expect(status.management_key).toMatchObject({
+      ok: false,
+      error: expect.stringMatching(/^Baseten answered 401 to mint: BASETEN_API_KEY was refused/),
+    });
     expect(JSON.stringify(status)).not.toContain("revoked-management-key-0123456789");
 
     // Back to a good key: the next call is accepted, status says so at once.
@@ -90,7 +95,8 @@ describe("BASETEN_API_KEY", () => {
 
   it("Baseten's error text is redacted before it is shortened: no piece of the management key in the 502, status, logs or events", async () => {
     const logs: string[] = [];
-    for (const level of ["log", "info", "warn", "error"] as const) vi.spyOn(console, level).mockImplementation((...a: unknown[]) => void logs.push(a.map(String).join(" ")));
+    for (const level of ["log", "info", "warn", "error"] as const)
+      vi.spyOn(console, level).mockImplementation((...a: unknown[]) => void logs.push(a.map(String).join(" ")));
     const w0 = await makeWorld();
     const sink = w0.fake.sinkUrl();
     const w = redeploy(w0, { EVENT_WEBHOOKS: JSON.stringify([{ url: sink, secret: randomSecret(), events: ["rotation.failed"] }]) });
@@ -98,7 +104,9 @@ describe("BASETEN_API_KEY", () => {
     await w0.fake.fault({ op: "mint", kind: "500", count: 3, error: `${"upstream trace ".repeat(18)}auth=${"{key}"} end` });
     const res = await w.request("/v1/admin/rotate/demo", { method: "POST", headers: bearer(w0.env.ADMIN_TOKEN!) });
     expect(res.status).toBe(502);
-    const text = [await res.text(), JSON.stringify(await w.status()), logs.join("\n"), ...(await w0.fake.sink()).map((d) => d.body)].join("\n");
+    const text = [await res.text(), JSON.stringify(await w.status()), logs.join("\n"), ...(await w0.fake.sink()).map((d) => d.body)].join(
+      "\n",
+    );
     expect(text).toContain("upstream trace");
     const key = w0.fake.key;
     for (let i = 0; i + 12 <= key.length; i++) expect(text, key.slice(i, i + 12)).not.toContain(key.slice(i, i + 12));

@@ -31,8 +31,12 @@ describe("a webhook reason never carries a live key's secret", () => {
 
   it.each(FORMS)("%s", async (_name, form) => {
     const logs: string[] = [];
-    for (const level of ["log", "info", "warn", "error"] as const) vi.spyOn(console, level).mockImplementation((...a: unknown[]) => void logs.push(a.map(String).join(" ")));
-    const w0 = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    for (const level of ["log", "info", "warn", "error"] as const)
+      vi.spyOn(console, level).mockImplementation((...a: unknown[]) => void logs.push(a.map(String).join(" ")));
+    const w0 = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     const eventSecret = randomSecret();
     const sink = w0.fake.sinkUrl();
     const w = redeploy(w0, { EVENT_WEBHOOKS: JSON.stringify([{ url: sink, secret: eventSecret }]) });
@@ -42,7 +46,10 @@ describe("a webhook reason never carries a live key's secret", () => {
     const dot = leaked.api_key.indexOf(".");
     const [prefix, secret] = [leaked.api_key.slice(0, dot), leaked.api_key.slice(dot + 1)];
 
-    const res = await w.request("/v1/webhooks/rotate", await signedWebhook(w0, { model_set: "demo", reason: form(prefix, secret), revoke_previous: true }));
+    const res = await w.request(
+      "/v1/webhooks/rotate",
+      await signedWebhook(w0, { model_set: "demo", reason: form(prefix, secret), revoke_previous: true }),
+    );
     expect(res.status).toBe(200);
     const answer = await res.text();
     const reason = (JSON.parse(answer) as { reason: string }).reason;
@@ -62,7 +69,10 @@ describe("a webhook reason never carries a live key's secret", () => {
   });
 
   it("an admin rotation's reason is redacted the same way", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w.tick();
     w.clock.advance(MIN);
     const key = ((await (await w.getKey("demo")).json()) as KeyDocument).api_key;
@@ -74,7 +84,9 @@ describe("a webhook reason never carries a live key's secret", () => {
     });
     expect(res.status).toBe(200);
     expect(((await res.json()) as { reason: string }).reason).toBe("rotating after [redacted] was pasted in chat");
-    const audit = await env.DB.prepare("SELECT reason FROM audit WHERE action = 'minted' ORDER BY id DESC LIMIT 1").first<{ reason: string }>();
+    const audit = await env.DB.prepare("SELECT reason FROM audit WHERE action = 'minted' ORDER BY id DESC LIMIT 1").first<{
+      reason: string;
+    }>();
     expect(audit!.reason).toBe("rotating after [redacted] was pasted in chat");
   });
 
@@ -83,11 +95,15 @@ describe("a webhook reason never carries a live key's secret", () => {
     expect(redactSecrets("found abcd1234:Zx9QpL0mN3vR7tY2wK5s in logs")).toBe("found [redacted] in logs");
     expect(redactSecrets("found Zx9QpL0mN3vR7tY2wK5sA8bC1dE4f in logs")).toBe("found [redacted] in logs");
     expect(redactText("found abcd1234%2EZx9QpL0mN3vR7tY2wK5s in logs")).toBe("found [redacted] in logs");
-    for (const everyday of ["leak-scanner alert 123", "incident INC-2026-000123: rotate", "happened. Unfortunately we rotate", "ticket:SEC-4411 follow-up"]) {
+    for (const everyday of [
+      "leak-scanner alert 123",
+      "incident INC-2026-000123: rotate",
+      "happened. Unfortunately we rotate",
+      "ticket:SEC-4411 follow-up",
+    ]) {
       expect(redactText(everyday)).toBe(everyday);
     }
     expect(redactKnown("x ABCDEFGHIJKLmnop y", ["abcdefghijklmnopqrst"])).toBe("x [redacted] y");
     expect(redactKnown("x abcdefghijk y", ["abcdefghijklmnopqrst"])).toBe("x abcdefghijk y"); // 11 characters: not enough to count
   });
 });
-

@@ -58,7 +58,12 @@ describe("schedules (croner inside workerd)", () => {
       BASETEN_API_KEY: "mgmt-key-value-0123456789",
       ENCRYPTION_KEY: randomB64(32),
       MODEL_SETS: JSON.stringify(
-        Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`set-${i}`, { model_ids: ["abcd1234"], schedule: `${i} ${i % 24} * * ${i % 7}`, overlap: "1h" }])),
+        Object.fromEntries(
+          Array.from({ length: 40 }, (_, i) => [
+            `set-${i}`,
+            { model_ids: ["abcd1234"], schedule: `${i} ${i % 24} * * ${i % 7}`, overlap: "1h" },
+          ]),
+        ),
       ),
       CONSUMERS: "{}",
     } as unknown as Env;
@@ -75,7 +80,10 @@ describe("schedules (croner inside workerd)", () => {
 describe("a scheduled set rotates on the calendar", () => {
   it("every Tuesday at 10:00 UTC: refresh_at is the next Tuesday 10:00 that leaves the overlap; the rotation follows it", async () => {
     const { makeWorld } = await import("./helpers/world.ts");
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], schedule: "0 10 * * TUE", overlap: "2h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], schedule: "0 10 * * TUE", overlap: "2h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w.tick(); // Friday 2026-11-27 15:00: the first key
     const first = (await (await w.getKey("demo")).json()) as { generation: number; refresh_at: string; expires_at: string };
     expect(first).toMatchObject({ generation: 1, refresh_at: "2026-12-01T10:00:00.000Z", expires_at: "2026-12-01T12:00:00.000Z" });

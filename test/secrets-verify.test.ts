@@ -28,14 +28,21 @@ describe("the fake's model endpoint", () => {
     const w = await makeWorld();
     const key = await w.fake.createKey("someone-else", ["abcd1234"]);
     const post = (model: string, auth?: string) =>
-      fetch(w.fake.predictUrl(model), { method: "POST", headers: { ...(auth ? { authorization: auth } : {}), "content-type": "application/json" }, body: "{}" });
+      fetch(w.fake.predictUrl(model), {
+        method: "POST",
+        headers: { ...(auth ? { authorization: auth } : {}), "content-type": "application/json" },
+        body: "{}",
+      });
     expect((await post("abcd1234", `Api-Key ${key}`)).status).toBe(200);
     expect((await post("abcd1234", `Bearer ${key}`)).status).toBe(200);
     expect((await post("qwer0987", `Api-Key ${key}`)).status).toBe(401);
     expect((await post("abcd1234", `Api-Key ${key}x`)).status).toBe(401);
     expect((await post("abcd1234")).status).toBe(401);
     expect((await post("abcd1234", `Api-Key ${w.fake.key}`)).status).toBe(401);
-    await fetch(`${env.BASETEN_API_BASE}/v1/api_keys/${prefixOf(key)}`, { method: "DELETE", headers: { authorization: `Api-Key ${w.fake.key}` } });
+    await fetch(`${env.BASETEN_API_BASE}/v1/api_keys/${prefixOf(key)}`, {
+      method: "DELETE",
+      headers: { authorization: `Api-Key ${w.fake.key}` },
+    });
     expect((await post("abcd1234", `Api-Key ${key}`)).status).toBe(401);
     // Calls without a key of this tenant (none, the management key) are not the tenant's to count.
     expect((await w.fake.calls()).counts.predict).toBe(5);
@@ -48,13 +55,23 @@ describe("verifyKey", () => {
     w = await makeWorld();
     return w.fake.createKey("probe", ["abcd1234"]);
   };
-  const cfg = (over: Partial<VerifyConfig> = {}): VerifyConfig => ({ url: w.fake.predictUrl("abcd1234"), method: "POST", headers: {}, body: { prompt: "ping" }, ...over });
+  const cfg = (over: Partial<VerifyConfig> = {}): VerifyConfig => ({
+    url: w.fake.predictUrl("abcd1234"),
+    method: "POST",
+    headers: {},
+    body: { prompt: "ping" },
+    ...over,
+  });
 
   it("a working key passes; a key scoped elsewhere fails at once on 401, with no retry", async () => {
     const key = await live();
     const t = fakeTime();
     expect(await verifyKey(cfg(), key, { deadline: t.clock() + 60_000, clock: t.clock, sleep: t.sleep })).toEqual({ ok: true });
-    const other = await verifyKey(cfg({ url: w.fake.predictUrl("qwer0987") }), key, { deadline: t.clock() + 60_000, clock: t.clock, sleep: t.sleep });
+    const other = await verifyKey(cfg({ url: w.fake.predictUrl("qwer0987") }), key, {
+      deadline: t.clock() + 60_000,
+      clock: t.clock,
+      sleep: t.sleep,
+    });
     expect(other).toMatchObject({ ok: false, code: "verify_failed" });
     expect((other as { message: string }).message).toMatch(/answered 401: the new key does not work/);
     expect((other as { message: string }).message).not.toContain(key.slice(key.indexOf(".") + 1));
@@ -85,7 +102,11 @@ describe("verifyKey", () => {
     const t = fakeTime();
     const start = t.clock();
     const r = await verifyKey(cfg(), key, { deadline: start + 60_000, clock: t.clock, sleep: t.sleep });
-    expect(r).toMatchObject({ ok: false, code: "verify_failed", message: expect.stringMatching(/answered 500 \(expected a 2xx\); gave up after \d+ s/) });
+    expect(r).toMatchObject({
+      ok: false,
+      code: "verify_failed",
+      message: expect.stringMatching(/answered 500 \(expected a 2xx\); gave up after \d+ s/),
+    });
     expect(t.clock() - start).toBeLessThanOrEqual(30_000);
     const t2 = fakeTime();
     const r2 = await verifyKey(cfg(), key, { deadline: t2.clock() + 3_000, clock: t2.clock, sleep: t2.sleep });
@@ -98,26 +119,45 @@ describe("verifyKey", () => {
     const t = fakeTime();
     const r = await verifyKey(cfg({ expect: [422] }), key, { deadline: t.clock() + 10_000, clock: t.clock, sleep: t.sleep });
     expect(r).toMatchObject({ ok: false, message: expect.stringMatching(/answered 200 \(expected 422\)/) });
-    expect(await verifyKey(cfg({ expect: [200, 422] }), key, { deadline: t.clock() + 10_000, clock: t.clock, sleep: t.sleep })).toEqual({ ok: true });
+    expect(await verifyKey(cfg({ expect: [200, 422] }), key, { deadline: t.clock() + 10_000, clock: t.clock, sleep: t.sleep })).toEqual({
+      ok: true,
+    });
   });
 
   it("the request: POST by default, Api-Key auth with the new key, an object body as JSON, a string as is", async () => {
     const obj = verifyRequest({ url: "https://x.test/p", method: "POST", headers: { "x-probe": "1" }, body: { a: 1 } }, "pfx.secret");
     const h = new Headers(obj.headers);
-    expect([obj.method, obj.body, h.get("content-type"), h.get("authorization"), h.get("x-probe")]).toEqual(["POST", '{"a":1}', "application/json", "Api-Key pfx.secret", "1"]);
-    const str = verifyRequest({ url: "https://x.test/p", method: "PUT", headers: { "content-type": "text/plain" }, body: "hello" }, "pfx.secret");
+    expect([obj.method, obj.body, h.get("content-type"), h.get("authorization"), h.get("x-probe")]).toEqual([
+      "POST",
+      '{"a":1}',
+      "application/json",
+      "Api-Key pfx.secret",
+      "1",
+    ]);
+    const str = verifyRequest(
+      { url: "https://x.test/p", method: "PUT", headers: { "content-type": "text/plain" }, body: "hello" },
+      "pfx.secret",
+    );
     expect([str.method, str.body, new Headers(str.headers).get("content-type")]).toEqual(["PUT", "hello", "text/plain"]);
     expect(verifyRequest({ url: "https://x.test/p", method: "GET", headers: {} }, "k").body).toBeUndefined();
   });
 });
 
 const verifySets = (w: World, modelForVerify: string) => ({
-  demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", verify: { url: w.fake.predictUrl(modelForVerify), body: { prompt: "ping" } } },
+  demo: {
+    model_ids: ["abcd1234"],
+    rotate_every: "24h",
+    overlap: "1h",
+    verify: { url: w.fake.predictUrl(modelForVerify), body: { prompt: "ping" } },
+  },
 });
 
 describe("verify before promote, in a rotation", () => {
   it("the verify endpoint answers 401: the run fails verify_failed (502), the old key stays served, the new key is deleted at the fake, audit and event say so", async () => {
-    const w0 = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w0 = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w0.tick();
     const served = await doc(await w0.getKey("demo"));
     // Verify against a model the set's keys are not scoped to: every new key answers 401 there.
@@ -126,7 +166,11 @@ describe("verify before promote, in a rotation", () => {
       MODEL_SETS: JSON.stringify(verifySets(w0, "qwer0987")),
       EVENT_WEBHOOKS: JSON.stringify([{ url: sink, secret: `whsec_${btoa("x".repeat(24))}`, events: ["rotation.failed"] }]),
     });
-    const res = await d.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w0.env.ADMIN_TOKEN}`, "content-type": "application/json" }, body: JSON.stringify({ reason: "drill" }) });
+    const res = await d.request("/v1/admin/rotate/demo", {
+      method: "POST",
+      headers: { authorization: `Bearer ${w0.env.ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ reason: "drill" }),
+    });
     expect(res.status).toBe(502);
     const body = (await res.json()) as { error: string; message: string };
     expect(body.error).toBe("verify_failed");
@@ -140,20 +184,30 @@ describe("verify before promote, in a rotation", () => {
     expect(keys.find((k) => k.prefix !== prefixOf(served.api_key))!.revoked_at).not.toBeNull(); // the new key, deleted
     expect((await w0.fake.liveKeys()).map((k) => k.prefix)).toEqual([prefixOf(served.api_key)]);
 
-    const audit = await env.DB.prepare("SELECT generation, action, reason FROM audit WHERE model_set = 'demo' ORDER BY id").all<{ generation: number; action: string; reason: string }>();
+    const audit = await env.DB.prepare("SELECT generation, action, reason FROM audit WHERE model_set = 'demo' ORDER BY id").all<{
+      generation: number;
+      action: string;
+      reason: string;
+    }>();
     // The new key abandoned with the reason, then the failed run itself (DESIGN §3 audit actions).
     expect(audit.results.slice(-2)).toMatchObject([
       { generation: 2, action: "abandoned", reason: expect.stringMatching(/^verify_failed: /) },
       { generation: null, action: "failed", reason: expect.stringMatching(/answered 401/) },
     ]);
     const status = await d.status();
-    expect(status.sets.find((s) => s.model_set === "demo")!.last_run).toMatchObject({ outcome: "failed", error: expect.stringMatching(/answered 401/) });
+    expect(status.sets.find((s) => s.model_set === "demo")!.last_run).toMatchObject({
+      outcome: "failed",
+      error: expect.stringMatching(/answered 401/),
+    });
     const events = (await w0.fake.sink()).map((e) => JSON.parse(e.body) as { type: string; data: { error: string } });
     expect(events.map((e) => [e.type, e.data.error])).toEqual([["rotation.failed", "verify_failed"]]);
   });
 
   it("a verify endpoint that keeps failing: the cron backs off (no mint and delete every tick), the current key stays served and its promise keeps being extended", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w.tick();
     const served = await doc(await w.getKey("demo"));
     const d = redeploy(w, { MODEL_SETS: JSON.stringify(verifySets(w, "qwer0987")) });
@@ -178,7 +232,9 @@ describe("verify before promote, in a rotation", () => {
     await d.tick();
     expect(await minted()).toBe(3);
     expect((await w.fake.liveKeys()).map((k) => k.prefix)).toEqual([prefixOf(served.api_key)]);
-    const audit = await env.DB.prepare("SELECT action, reason FROM audit WHERE model_set = 'demo' AND action = 'abandoned' ORDER BY id").all<{ action: string; reason: string }>();
+    const audit = await env.DB.prepare(
+      "SELECT action, reason FROM audit WHERE model_set = 'demo' AND action = 'abandoned' ORDER BY id",
+    ).all<{ action: string; reason: string }>();
     expect(audit.results.map((r) => r.reason.startsWith("verify_failed: "))).toEqual([true, true]);
     // An on-demand rotation is not held back by the cron's back-off (it is rate limited instead).
     const res = await d.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
@@ -187,7 +243,10 @@ describe("verify before promote, in a rotation", () => {
   });
 
   it("verify fails and the new key's deletion fails too: the row stays pending, and recovery deletes the key by name", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     await w.tick();
     const served = await doc(await w.getKey("demo"));
     const d = redeploy(w, { MODEL_SETS: JSON.stringify(verifySets(w, "qwer0987")) });
@@ -209,12 +268,19 @@ describe("verify before promote, in a rotation", () => {
   });
 
   it("the verify endpoint accepts the new key: the rotation goes through, and the consumer's key works at the model", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     const d = redeploy(w, { MODEL_SETS: JSON.stringify(verifySets(w, "abcd1234")) });
     await d.tick();
     const first = await doc(await d.getKey("demo"));
     expect(first.generation).toBe(1);
-    const res = await fetch(w.fake.predictUrl("abcd1234"), { method: "POST", headers: { authorization: `Api-Key ${first.api_key}` }, body: "{}" });
+    const res = await fetch(w.fake.predictUrl("abcd1234"), {
+      method: "POST",
+      headers: { authorization: `Api-Key ${first.api_key}` },
+      body: "{}",
+    });
     expect(res.status).toBe(200);
     expect((await w.fake.calls()).counts.predict).toBe(2); // the verify step's call, then ours
   });
@@ -223,7 +289,10 @@ describe("verify before promote, in a rotation", () => {
 describe("per-set team_id", () => {
   it("a set with its own team_id is minted under that team; the others under BASETEN_TEAM_ID; the fake checks the path", async () => {
     const w = await makeWorld({
-      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", team_id: "team-enterprise" }, other: { model_ids: ["qwer0987"], rotate_every: "24h", overlap: "1h" } },
+      sets: {
+        demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", team_id: "team-enterprise" },
+        other: { model_ids: ["qwer0987"], rotate_every: "24h", overlap: "1h" },
+      },
     });
     await w.fake.setTeams(["team-test", "team-enterprise"]);
     await w.tick();
@@ -231,13 +300,19 @@ describe("per-set team_id", () => {
     const other = await doc(await w.getKey("other", "other-svc"));
     expect((await w.fake.teamKeys("team-enterprise")).map((k) => k.prefix)).toEqual([prefixOf(demo.api_key)]);
     expect((await w.fake.teamKeys("team-test")).map((k) => k.prefix)).toEqual([prefixOf(other.api_key)]);
-    const paths = (await w.fake.calls()).calls.filter((c) => c.op === "mint").map((c) => c.path).sort();
+    const paths = (await w.fake.calls()).calls
+      .filter((c) => c.op === "mint")
+      .map((c) => c.path)
+      .sort();
     expect(paths).toEqual(["/v1/teams/team-enterprise/api_keys", "/v1/teams/team-test/api_keys"]);
   });
 
   it("a team the management key cannot mint under fails the rotation (the fake answers 404), the other sets rotate", async () => {
     const w = await makeWorld({
-      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", team_id: "team-unknown" }, other: { model_ids: ["qwer0987"], rotate_every: "24h", overlap: "1h" } },
+      sets: {
+        demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", team_id: "team-unknown" },
+        other: { model_ids: ["qwer0987"], rotate_every: "24h", overlap: "1h" },
+      },
     });
     await w.fake.setTeams(["team-test"]);
     const summary = await w.tick();

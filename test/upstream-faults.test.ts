@@ -10,7 +10,14 @@ import { env } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { type Engine, LEASE_MS, type RunReport, createEngine, runSet } from "../src/rotation.ts";
 import { type Fault, type FakeTenant, fakeTenant } from "./helpers/fake.ts";
-import { adminStatus, currentRow, expectConverged, expectNoUntrackedKeys, expectOverdueDocument, servedLive } from "./helpers/invariants.ts";
+import {
+  adminStatus,
+  currentRow,
+  expectConverged,
+  expectNoUntrackedKeys,
+  expectOverdueDocument,
+  servedLive,
+} from "./helpers/invariants.ts";
 import { randomSecret } from "./helpers/webhooks.ts";
 import { HOUR, type World, makeWorld, prefixOf } from "./helpers/world.ts";
 import { tally, useTally } from "./helpers/tally.ts";
@@ -29,7 +36,8 @@ async function world(): Promise<{ w: World; sink: FakeTenant }> {
   return { w, sink };
 }
 
-const adminRotate = (w: World) => w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
+const adminRotate = (w: World) =>
+  w.request("/v1/admin/rotate/demo", { method: "POST", headers: { authorization: `Bearer ${w.env.ADMIN_TOKEN}` } });
 
 async function events(sink: FakeTenant): Promise<{ type: string; data: Record<string, unknown> }[]> {
   return (await sink.sink()).filter((d) => d.status < 300).map((d) => JSON.parse(d.body));
@@ -52,22 +60,105 @@ interface Case {
 }
 
 const CASES: Case[] = [
-  { name: "429 with retry_after 0 in the body, once", faults: [{ op: "mint", kind: "429", retry_after: 0 }], outcome: "rotated", mintCalls: 2 },
-  { name: "429 with a Retry-After header only, once", faults: [{ op: "mint", kind: "429", retry_after_header: true }], outcome: "rotated", mintCalls: 2 },
+  {
+    name: "429 with retry_after 0 in the body, once",
+    faults: [{ op: "mint", kind: "429", retry_after: 0 }],
+    outcome: "rotated",
+    mintCalls: 2,
+  },
+  {
+    name: "429 with a Retry-After header only, once",
+    faults: [{ op: "mint", kind: "429", retry_after_header: true }],
+    outcome: "rotated",
+    mintCalls: 2,
+  },
   { name: "429 without any retry hint, once", faults: [{ op: "mint", kind: "429" }], outcome: "rotated", mintCalls: 2 },
-  { name: "429 on every attempt", faults: [{ op: "mint", kind: "429", retry_after: 0, count: 5 }], outcome: "failed", code: "upstream_rate_limited", mintCalls: 3, upstream: "429" },
-  { name: "429 asking for longer than the run may take", faults: [{ op: "mint", kind: "429", retry_after: 600, retry_after_header: true }], outcome: "failed", code: "upstream_rate_limited", mintCalls: 1, upstream: "429" },
+  {
+    name: "429 on every attempt",
+    faults: [{ op: "mint", kind: "429", retry_after: 0, count: 5 }],
+    outcome: "failed",
+    code: "upstream_rate_limited",
+    mintCalls: 3,
+    upstream: "429",
+  },
+  {
+    name: "429 asking for longer than the run may take",
+    faults: [{ op: "mint", kind: "429", retry_after: 600, retry_after_header: true }],
+    outcome: "failed",
+    code: "upstream_rate_limited",
+    mintCalls: 1,
+    upstream: "429",
+  },
   { name: "a burst of two 500s", faults: [{ op: "mint", kind: "500", count: 2 }], outcome: "rotated", mintCalls: 3 },
-  { name: "a burst of 502s longer than the retries", faults: [{ op: "mint", kind: "502", count: 5 }], outcome: "failed", code: "upstream_server", mintCalls: 3, upstream: "502" },
-  { name: "503 on every attempt", faults: [{ op: "any", kind: "503", count: 10 }], outcome: "failed", code: "upstream_server", mintCalls: 3, upstream: "503" },
-  { name: "a stall past the client timeout, once", faults: [{ op: "mint", kind: "stall", stall_ms: 5_000 }], outcome: "rotated", mintCalls: 2 },
-  { name: "stalls on every attempt", faults: [{ op: "mint", kind: "stall", stall_ms: 5_000, count: 3 }], outcome: "failed", code: "upstream_timeout", mintCalls: 3 },
+  {
+    name: "a burst of 502s longer than the retries",
+    faults: [{ op: "mint", kind: "502", count: 5 }],
+    outcome: "failed",
+    code: "upstream_server",
+    mintCalls: 3,
+    upstream: "502",
+  },
+  {
+    name: "503 on every attempt",
+    faults: [{ op: "any", kind: "503", count: 10 }],
+    outcome: "failed",
+    code: "upstream_server",
+    mintCalls: 3,
+    upstream: "503",
+  },
+  {
+    name: "a stall past the client timeout, once",
+    faults: [{ op: "mint", kind: "stall", stall_ms: 5_000 }],
+    outcome: "rotated",
+    mintCalls: 2,
+  },
+  {
+    name: "stalls on every attempt",
+    faults: [{ op: "mint", kind: "stall", stall_ms: 5_000, count: 3 }],
+    outcome: "failed",
+    code: "upstream_timeout",
+    mintCalls: 3,
+  },
   { name: "connection refused, once", faults: [{ op: "mint", kind: "refuse" }], outcome: "rotated", mintCalls: 2 },
-  { name: "connection refused on every attempt", faults: [{ op: "mint", kind: "refuse", count: 3 }], outcome: "failed", code: "upstream_network", mintCalls: 3 },
-  { name: "a malformed 200 body", faults: [{ op: "mint", kind: "malformed" }], outcome: "failed", code: "upstream_malformed", mintCalls: 1, upstream: "200" },
-  { name: "an empty 200 body", faults: [{ op: "mint", kind: "empty" }], outcome: "failed", code: "upstream_malformed", mintCalls: 1, upstream: "200" },
-  { name: "401: a bad management key", faults: [{ op: "any", kind: "401", count: 10 }], outcome: "failed", code: "upstream_client", mintCalls: 1, upstream: "401" },
-  { name: "403: a management key without the permission", faults: [{ op: "any", kind: "403", count: 10 }], outcome: "failed", code: "upstream_client", mintCalls: 1, upstream: "403" },
+  {
+    name: "connection refused on every attempt",
+    faults: [{ op: "mint", kind: "refuse", count: 3 }],
+    outcome: "failed",
+    code: "upstream_network",
+    mintCalls: 3,
+  },
+  {
+    name: "a malformed 200 body",
+    faults: [{ op: "mint", kind: "malformed" }],
+    outcome: "failed",
+    code: "upstream_malformed",
+    mintCalls: 1,
+    upstream: "200",
+  },
+  {
+    name: "an empty 200 body",
+    faults: [{ op: "mint", kind: "empty" }],
+    outcome: "failed",
+    code: "upstream_malformed",
+    mintCalls: 1,
+    upstream: "200",
+  },
+  {
+    name: "401: a bad management key",
+    faults: [{ op: "any", kind: "401", count: 10 }],
+    outcome: "failed",
+    code: "upstream_client",
+    mintCalls: 1,
+    upstream: "401",
+  },
+  {
+    name: "403: a management key without the permission",
+    faults: [{ op: "any", kind: "403", count: 10 }],
+    outcome: "failed",
+    code: "upstream_client",
+    mintCalls: 1,
+    upstream: "403",
+  },
 ];
 
 describe("upstream faults: admin rotation", () => {
@@ -182,7 +273,12 @@ function recordingEngine(w: World, waits: number[]): Engine {
 describe("upstream faults: retry waits", () => {
   const cases: { name: string; fault: Fault; min: number; max: number }[] = [
     { name: "retry_after in the body", fault: { op: "mint", kind: "429", retry_after: 7 }, min: 7_000, max: 7_000 },
-    { name: "Retry-After header without a body hint", fault: { op: "mint", kind: "429", retry_after_header: true }, min: 1_000, max: 1_000 },
+    {
+      name: "Retry-After header without a body hint",
+      fault: { op: "mint", kind: "429", retry_after_header: true },
+      min: 1_000,
+      max: 1_000,
+    },
     { name: "no hint: jittered backoff, bounded", fault: { op: "mint", kind: "429" }, min: 0, max: 200 },
     { name: "5xx: jittered backoff, bounded", fault: { op: "mint", kind: "503" }, min: 0, max: 200 },
   ];

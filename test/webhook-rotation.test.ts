@@ -84,7 +84,9 @@ describe("webhook rotation", () => {
     expect((await sendWebhook(w, { model_set: "demo" }, { id: "msg_old" })).status).toBe(200);
     w.clock.advance(49 * HOUR);
     expect((await sendWebhook(w, { model_set: "other" }, { id: "msg_new" })).status).toBe(200);
-    const ids = (await w.env.DB.prepare("SELECT webhook_id FROM webhook_receipts").all<{ webhook_id: string }>()).results.map((r) => r.webhook_id);
+    const ids = (await w.env.DB.prepare("SELECT webhook_id FROM webhook_receipts").all<{ webhook_id: string }>()).results.map(
+      (r) => r.webhook_id,
+    );
     expect(ids).toEqual(["msg_new"]);
   });
 
@@ -107,7 +109,10 @@ describe("webhook rotation", () => {
   it("a webhook-id is processed once even when two deliveries carry different sets (the id decides, not the lease)", async () => {
     const w = await makeWorld();
     await w.fake.latency(200);
-    const [a, b] = await Promise.all([sendWebhook(w, { model_set: "demo" }, { id: "msg_reused" }), sendWebhook(w, { model_set: "other" }, { id: "msg_reused" })]);
+    const [a, b] = await Promise.all([
+      sendWebhook(w, { model_set: "demo" }, { id: "msg_reused" }),
+      sendWebhook(w, { model_set: "other" }, { id: "msg_reused" }),
+    ]);
     expect([a.status, b.status].sort()).toEqual([200, 409]);
     expect(await mintCount(w)).toBe(1);
   });
@@ -146,7 +151,10 @@ describe("webhook rotation", () => {
   });
 
   it("a disabled set is 409 set_disabled with Retry-After; the answer is not stored", async () => {
-    const w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", enabled: false } }, consumers: { "demo-svc": ["demo"] } });
+    const w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h", enabled: false } },
+      consumers: { "demo-svc": ["demo"] },
+    });
     const init = await signedWebhook(w, { model_set: "demo" }, { id: "msg_disabled" });
     for (let i = 0; i < 2; i++) {
       const res = await w.request("/v1/webhooks/rotate", init);
@@ -213,7 +221,12 @@ describe("webhook rotation", () => {
       const w = await makeWorld();
       const bytes = new Uint8Array([0x7b, 0x22, 0x6d, 0x22, 0x3a, 0x22, 0xff, 0x22, 0x7d]);
       const init = await signedWebhook(w, "", {});
-      init.headers["webhook-signature"] = await hmacV1(secretBytes(w.env.WEBHOOK_SECRET!), init.headers["webhook-id"]!, init.headers["webhook-timestamp"]!, bytes);
+      init.headers["webhook-signature"] = await hmacV1(
+        secretBytes(w.env.WEBHOOK_SECRET!),
+        init.headers["webhook-id"]!,
+        init.headers["webhook-timestamp"]!,
+        bytes,
+      );
       const res = await w.request("/v1/webhooks/rotate", { ...init, body: bytes });
       expect(res.status).toBe(400);
     });

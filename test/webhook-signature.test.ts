@@ -18,21 +18,33 @@ const SPEC = {
 };
 
 describe("verifyWebhook against the Standard Webhooks reference vector", () => {
-  const headers = (sig = SPEC.signature, ts = String(SPEC.ts)) => new Headers({ "webhook-id": SPEC.id, "webhook-timestamp": ts, "webhook-signature": sig });
+  const headers = (sig = SPEC.signature, ts = String(SPEC.ts)) =>
+    new Headers({ "webhook-id": SPEC.id, "webhook-timestamp": ts, "webhook-signature": sig });
   const body = new TextEncoder().encode(SPEC.body);
 
   it("accepts the published signature", async () => {
     expect(await verifyWebhook(SPEC.secret, headers(), body, SPEC.ts * 1000)).toEqual({ ok: true, id: SPEC.id, timestamp: SPEC.ts });
   });
   it("accepts it among other entries (a sender rolling its secret)", async () => {
-    const v = await verifyWebhook(SPEC.secret, headers(`v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= ${SPEC.signature} v1a,abc=`), body, SPEC.ts * 1000);
+    const v = await verifyWebhook(
+      SPEC.secret,
+      headers(`v1,Ceo5qEr07ixe2NLpvHk3FH9bwy/WavXrAFQ/9tdO6mc= ${SPEC.signature} v1a,abc=`),
+      body,
+      SPEC.ts * 1000,
+    );
     expect(v.ok).toBe(true);
   });
   it("refuses it one second outside the tolerance, both ways, and accepts it at the edge", async () => {
     expect((await verifyWebhook(SPEC.secret, headers(), body, (SPEC.ts + 300) * 1000)).ok).toBe(true);
     expect((await verifyWebhook(SPEC.secret, headers(), body, (SPEC.ts - 300) * 1000)).ok).toBe(true);
-    expect(await verifyWebhook(SPEC.secret, headers(), body, (SPEC.ts + 301) * 1000)).toMatchObject({ ok: false, reason: expect.stringMatching(/too old/) });
-    expect(await verifyWebhook(SPEC.secret, headers(), body, (SPEC.ts - 301) * 1000)).toMatchObject({ ok: false, reason: expect.stringMatching(/future/) });
+    expect(await verifyWebhook(SPEC.secret, headers(), body, (SPEC.ts + 301) * 1000)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/too old/),
+    });
+    expect(await verifyWebhook(SPEC.secret, headers(), body, (SPEC.ts - 301) * 1000)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/future/),
+    });
   });
   it("refuses a timestamp with a leading zero (it would not be the text that was signed)", async () => {
     expect((await verifyWebhook(SPEC.secret, headers(SPEC.signature, `0${SPEC.ts}`), body, SPEC.ts * 1000)).ok).toBe(false);
@@ -42,7 +54,10 @@ describe("verifyWebhook against the Standard Webhooks reference vector", () => {
 describe("POST /v1/webhooks/rotate signature vectors", () => {
   let w: World;
   beforeAll(async () => {
-    w = await makeWorld({ sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } }, consumers: { "demo-svc": ["demo"] } });
+    w = await makeWorld({
+      sets: { demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "1h" } },
+      consumers: { "demo-svc": ["demo"] },
+    });
   });
   const mints = async () => (await w.fake.calls()).counts.mint ?? 0;
   const body = { model_set: "demo", reason: "signature test" };
@@ -75,7 +90,12 @@ describe("POST /v1/webhooks/rotate signature vectors", () => {
       status: 401,
       message: /no matching signature/,
     },
-    { name: "wrong secret", init: () => valid({ secret: `whsec_${btoa("another secret entirely..")}` }), status: 401, message: /no matching signature/ },
+    {
+      name: "wrong secret",
+      init: () => valid({ secret: `whsec_${btoa("another secret entirely..")}` }),
+      status: 401,
+      message: /no matching signature/,
+    },
     {
       name: "HMAC keyed with the secret's text instead of its base64-decoded part after whsec_",
       init: async () => {
@@ -92,7 +112,11 @@ describe("POST /v1/webhooks/rotate signature vectors", () => {
         const id = "msg_undecoded";
         const ts = nowS();
         const raw = JSON.stringify(body);
-        return signedWebhook(w, raw, { id, ts, signature: await hmacV1(new TextEncoder().encode(w.env.WEBHOOK_SECRET!.slice(6)), id, ts, raw) });
+        return signedWebhook(w, raw, {
+          id,
+          ts,
+          signature: await hmacV1(new TextEncoder().encode(w.env.WEBHOOK_SECRET!.slice(6)), id, ts, raw),
+        });
       },
       status: 401,
     },
@@ -111,16 +135,60 @@ describe("POST /v1/webhooks/rotate signature vectors", () => {
     { name: "empty webhook-id", init: () => withHeaders((h) => (h["webhook-id"] = "")), status: 401 },
     { name: "empty webhook-timestamp", init: () => withHeaders((h) => (h["webhook-timestamp"] = "")), status: 401 },
     { name: "empty webhook-signature", init: () => withHeaders((h) => (h["webhook-signature"] = "")), status: 401 },
-    { name: "signature without version", init: () => withHeaders((h) => (h["webhook-signature"] = h["webhook-signature"]!.slice(3))), status: 401, message: /malformed/ },
-    { name: "signature with another version", init: () => withHeaders((h) => (h["webhook-signature"] = `v2,${h["webhook-signature"]!.slice(3)}`)), status: 401, message: /malformed/ },
-    { name: "signature 'v1,' with nothing after", init: () => withHeaders((h) => (h["webhook-signature"] = "v1,")), status: 401, message: /malformed/ },
-    { name: "signature not base64", init: () => withHeaders((h) => (h["webhook-signature"] = "v1,not*base64!")), status: 401, message: /malformed/ },
-    { name: "timestamp not a number", init: () => withHeaders((h) => (h["webhook-timestamp"] = "yesterday")), status: 401, message: /malformed webhook-timestamp/ },
-    { name: "timestamp as ISO date", init: () => withHeaders((h) => (h["webhook-timestamp"] = new Date(w.clock.now()).toISOString())), status: 401, message: /malformed webhook-timestamp/ },
-    { name: "webhook-id with a space", init: () => withHeaders((h) => (h["webhook-id"] = "msg 1")), status: 401, message: /malformed webhook-id/ },
-    { name: "webhook-id too long", init: () => withHeaders((h) => (h["webhook-id"] = "m".repeat(257))), status: 401, message: /malformed webhook-id/ },
+    {
+      name: "signature without version",
+      init: () => withHeaders((h) => (h["webhook-signature"] = h["webhook-signature"]!.slice(3))),
+      status: 401,
+      message: /malformed/,
+    },
+    {
+      name: "signature with another version",
+      init: () => withHeaders((h) => (h["webhook-signature"] = `v2,${h["webhook-signature"]!.slice(3)}`)),
+      status: 401,
+      message: /malformed/,
+    },
+    {
+      name: "signature 'v1,' with nothing after",
+      init: () => withHeaders((h) => (h["webhook-signature"] = "v1,")),
+      status: 401,
+      message: /malformed/,
+    },
+    {
+      name: "signature not base64",
+      init: () => withHeaders((h) => (h["webhook-signature"] = "v1,not*base64!")),
+      status: 401,
+      message: /malformed/,
+    },
+    {
+      name: "timestamp not a number",
+      init: () => withHeaders((h) => (h["webhook-timestamp"] = "yesterday")),
+      status: 401,
+      message: /malformed webhook-timestamp/,
+    },
+    {
+      name: "timestamp as ISO date",
+      init: () => withHeaders((h) => (h["webhook-timestamp"] = new Date(w.clock.now()).toISOString())),
+      status: 401,
+      message: /malformed webhook-timestamp/,
+    },
+    {
+      name: "webhook-id with a space",
+      init: () => withHeaders((h) => (h["webhook-id"] = "msg 1")),
+      status: 401,
+      message: /malformed webhook-id/,
+    },
+    {
+      name: "webhook-id too long",
+      init: () => withHeaders((h) => (h["webhook-id"] = "m".repeat(257))),
+      status: 401,
+      message: /malformed webhook-id/,
+    },
     { name: "no content-type", init: () => withHeaders((h) => delete h["content-type"]), status: 415 },
-    { name: "form content-type (curl -d without -H)", init: () => withHeaders((h) => (h["content-type"] = "application/x-www-form-urlencoded")), status: 415 },
+    {
+      name: "form content-type (curl -d without -H)",
+      init: () => withHeaders((h) => (h["content-type"] = "application/x-www-form-urlencoded")),
+      status: 415,
+    },
   ];
 
   for (const c of cases) {
@@ -162,7 +230,12 @@ describe("webhook secret configuration", () => {
     w.clock.set(SPEC.ts * 1000);
     const res = await w.request("/v1/webhooks/rotate", {
       method: "POST",
-      headers: { "content-type": "application/json", "webhook-id": SPEC.id, "webhook-timestamp": String(SPEC.ts), "webhook-signature": SPEC.signature },
+      headers: {
+        "content-type": "application/json",
+        "webhook-id": SPEC.id,
+        "webhook-timestamp": String(SPEC.ts),
+        "webhook-signature": SPEC.signature,
+      },
       body: SPEC.body,
     });
     // Authenticated, then refused for its body: the vector's payload is not a rotation request.

@@ -77,7 +77,7 @@ const utf8Bytes = (s: string) => new TextEncoder().encode(s).length;
 
 /** The size Cloudflare counts for a var: the string, or the JSON text of a TOML table. */
 export function varBytes(value: unknown): number {
-  return utf8Bytes(typeof value === "string" ? value : JSON.stringify(value) ?? "");
+  return utf8Bytes(typeof value === "string" ? value : (JSON.stringify(value) ?? ""));
 }
 
 export function checkConfiguration(input: DeploymentInput): CheckReport {
@@ -118,14 +118,20 @@ export function checkConfiguration(input: DeploymentInput): CheckReport {
       const wayOut = (FILE_VARS as readonly string[]).includes(name)
         ? `move ${name} into ${fileName} (the same shape, bundled with the worker, no size cap) and delete the var`
         : "shorten it";
-      at(source.get(name)!, `${name}: ${bytes} bytes, over Cloudflare's 5 KB cap for one var (${VAR_CAP_BYTES} bytes; wrangler dev does not enforce it, the deploy would fail): ${wayOut}`);
+      at(
+        source.get(name)!,
+        `${name}: ${bytes} bytes, over Cloudflare's 5 KB cap for one var (${VAR_CAP_BYTES} bytes; wrangler dev does not enforce it, the deploy would fail): ${wayOut}`,
+      );
     }
   }
 
   // rotator.config.json: what it holds, and which of its names a var hides.
   let fileContent: unknown;
   if (input.rotatorConfig?.missing) {
-    at(fileName, `${fileName}: missing; the worker's build imports it: restore it (\`{"MODEL_SETS": {}, "CONSUMERS": {}}\` when all config is in vars)`);
+    at(
+      fileName,
+      `${fileName}: missing; the worker's build imports it: restore it (\`{"MODEL_SETS": {}, "CONSUMERS": {}}\` when all config is in vars)`,
+    );
     fileContent = {};
   } else if (input.rotatorConfig) fileContent = input.rotatorConfig.content;
   const fromFile: string[] = [];
@@ -138,7 +144,9 @@ export function checkConfiguration(input: DeploymentInput): CheckReport {
         fromFile.push(name);
         source.set(name, fileName);
       } else if (typeof value === "object" && value !== null && Object.keys(value).length > 0) {
-        warnings.push(`${name}: set in ${source.get(name)}, so the ${Object.keys(value).length} entries of ${fileName}'s ${name} are ignored (a var wins over the file); delete the var to use the file`);
+        warnings.push(
+          `${name}: set in ${source.get(name)}, so the ${Object.keys(value).length} entries of ${fileName}'s ${name} are ignored (a var wins over the file); delete the var to use the file`,
+        );
       }
     }
   }
@@ -159,15 +167,22 @@ export function checkConfiguration(input: DeploymentInput): CheckReport {
   if (deployment) {
     const d1 = (input.d1_databases ?? []).find((d) => d.binding === "DB");
     if (!d1) at(configFile, 'd1_databases: no binding "DB" (the ledger)');
-    else if (!d1.database_id || ALL_ZEROS.test(d1.database_id)) at(configFile, "d1_databases.DB: database_id is a placeholder: use the id printed by `wrangler d1 create`");
+    else if (!d1.database_id || ALL_ZEROS.test(d1.database_id))
+      at(configFile, "d1_databases.DB: database_id is a placeholder: use the id printed by `wrangler d1 create`");
     const kv = (input.kv_namespaces ?? []).find((k) => k.binding === "KEYS");
     if (!kv) at(configFile, 'kv_namespaces: no binding "KEYS" (the read cache)');
-    else if (!kv.id || ALL_ZEROS.test(kv.id)) at(configFile, "kv_namespaces.KEYS: id is a placeholder: use the id printed by `wrangler kv namespace create`");
+    else if (!kv.id || ALL_ZEROS.test(kv.id))
+      at(configFile, "kv_namespaces.KEYS: id is a placeholder: use the id printed by `wrangler kv namespace create`");
     if ((input.crons ?? []).length === 0) at(configFile, "triggers.crons: no cron trigger: keys would never be minted, rotated or revoked");
-    if (typeof env.BASETEN_TEAM_ID === "string" && env.BASETEN_TEAM_ID.startsWith("replace-with")) at(source.get("BASETEN_TEAM_ID") ?? configFile, `BASETEN_TEAM_ID: still the placeholder from wrangler.toml`);
+    if (typeof env.BASETEN_TEAM_ID === "string" && env.BASETEN_TEAM_ID.startsWith("replace-with"))
+      at(source.get("BASETEN_TEAM_ID") ?? configFile, `BASETEN_TEAM_ID: still the placeholder from wrangler.toml`);
     if (parsed.ok) {
       const host = new URL(parsed.config.apiBase).hostname;
-      if (LOCAL_HOST.test(host)) at(source.get("BASETEN_API_BASE") ?? configFile, `BASETEN_API_BASE: points at a local address (${host}); a deployed worker cannot reach it`);
+      if (LOCAL_HOST.test(host))
+        at(
+          source.get("BASETEN_API_BASE") ?? configFile,
+          `BASETEN_API_BASE: points at a local address (${host}); a deployed worker cannot reach it`,
+        );
     }
   }
 
@@ -176,9 +191,12 @@ export function checkConfiguration(input: DeploymentInput): CheckReport {
     const sets = [...parsed.config.sets.values()];
     const disabled = sets.filter((s) => !s.enabled).length;
     summary = `${sets.length} set${sets.length === 1 ? "" : "s"}${disabled ? ` (${disabled} disabled)` : ""}, ${parsed.config.consumers.length} consumer${parsed.config.consumers.length === 1 ? "" : "s"}`;
-    if (parsed.config.events.length) summary += `, ${parsed.config.events.length} event webhook${parsed.config.events.length === 1 ? "" : "s"}`;
+    if (parsed.config.events.length)
+      summary += `, ${parsed.config.events.length} event webhook${parsed.config.events.length === 1 ? "" : "s"}`;
     if (fromFile.length) summary += ` (${fromFile.join(" and ")} from ${fileName})`;
-    summary += unchecked.length ? `; secrets not checked here (set with wrangler secret put): ${unchecked.join(", ")}` : "; all secrets checked";
+    summary += unchecked.length
+      ? `; secrets not checked here (set with wrangler secret put): ${unchecked.join(", ")}`
+      : "; all secrets checked";
   }
   return {
     ok: located.length === 0,

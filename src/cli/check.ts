@@ -57,10 +57,14 @@ async function wranglerReader(): Promise<ReadConfig> {
     }
   }
   if (!entry) {
-    throw new UsageError("check reads the wrangler config with wrangler's own reader, and wrangler is not installed here: run it in your worker's project (npm install -D wrangler)", "check");
+    throw new UsageError(
+      "check reads the wrangler config with wrangler's own reader, and wrangler is not installed here: run it in your worker's project (npm install -D wrangler)",
+      "check",
+    );
   }
   const mod = (await import(pathToFileURL(entry).href)) as { unstable_readConfig?: ReadConfig };
-  if (typeof mod.unstable_readConfig !== "function") throw new UsageError("this wrangler has no unstable_readConfig (wrangler 3.60 or later is needed)", "check");
+  if (typeof mod.unstable_readConfig !== "function")
+    throw new UsageError("this wrangler has no unstable_readConfig (wrangler 3.60 or later is needed)", "check");
   return mod.unstable_readConfig;
 }
 
@@ -149,6 +153,10 @@ export async function runCheck(opts: CheckOptions): Promise<{ report: CheckRepor
     ...(varsValues ? { varsFile: { name: rel(opts.vars!), values: varsValues } } : {}),
     rotatorConfig,
   });
-  const where = [`${configFile}${envName ? ` [env.${envName}]` : ""}`, ...(opts.vars ? [rel(opts.vars)] : []), ...(rotatorConfig.missing ? [] : [fileName])].join(" + ");
+  const where = [
+    `${configFile}${envName ? ` [env.${envName}]` : ""}`,
+    ...(opts.vars ? [rel(opts.vars)] : []),
+    ...(rotatorConfig.missing ? [] : [fileName]),
+  ].join(" + ");
   return { report, where };
 }

@@ -37,9 +37,13 @@ export function when(iso: unknown, now = Date.now()): string {
   if (typeof iso !== "string" && typeof iso !== "number") return "-";
   const t = typeof iso === "number" ? iso : Date.parse(iso);
   if (!Number.isFinite(t)) return String(iso);
-  const text = new Date(t).toISOString().replace("T", " ").replace(/\.\d{3}Z$/, "Z");
+  const text = new Date(t)
+    .toISOString()
+    .replace("T", " ")
+    .replace(/\.\d{3}Z$/, "Z");
   const d = t - now;
   return `${text} (${d >= 0 ? `in ${span(d)}` : `${span(d)} ago`})`;
 }
 
-export const str = (v: unknown): string => (v === null || v === undefined ? "-" : typeof v === "string" ? v : typeof v === "object" ? JSON.stringify(v) : String(v));
+export const str = (v: unknown): string =>
+  v === null || v === undefined ? "-" : typeof v === "string" ? v : typeof v === "object" ? JSON.stringify(v) : String(v);

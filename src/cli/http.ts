@@ -53,7 +53,11 @@ export function baseUrl(flag: string | undefined, command: string): string {
 /** Admin token: `--token`, else BKR_ADMIN_TOKEN (the first of a space-separated list). Never printed. */
 export function adminToken(flag: string | undefined, command: string): string {
   const raw = (flag ?? process.env.BKR_ADMIN_TOKEN ?? "").trim().split(/\s+/)[0] ?? "";
-  if (!raw) throw new UsageError("no admin token: set BKR_ADMIN_TOKEN (or pass --token; the environment keeps it out of your shell history)", command);
+  if (!raw)
+    throw new UsageError(
+      "no admin token: set BKR_ADMIN_TOKEN (or pass --token; the environment keeps it out of your shell history)",
+      command,
+    );
   return raw;
 }
 
@@ -72,10 +76,19 @@ export async function call(
   }
   let res: Response;
   try {
-    res = await fetch(`${target.url}${path}`, { method, headers, body, signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000), redirect: "manual" });
+    res = await fetch(`${target.url}${path}`, {
+      method,
+      headers,
+      body,
+      signal: AbortSignal.timeout(opts.timeoutMs ?? 30_000),
+      redirect: "manual",
+    });
   } catch (err) {
     const e = err as Error & { cause?: { code?: string; message?: string } };
-    const why = e.name === "TimeoutError" ? `no answer within ${(opts.timeoutMs ?? 30_000) / 1000} s` : (e.cause?.code ?? e.cause?.message ?? e.message);
+    const why =
+      e.name === "TimeoutError"
+        ? `no answer within ${(opts.timeoutMs ?? 30_000) / 1000} s`
+        : (e.cause?.code ?? e.cause?.message ?? e.message);
     throw new RequestFailed(`${method} ${target.url}${path}: request failed: ${why}`, null, null);
   }
   const text = await res.text();
@@ -94,9 +107,18 @@ export async function call(
     let hint = "";
     if (res.status === 401) hint = target.token ? " (the admin token was refused: check BKR_ADMIN_TOKEN)" : "";
     const retry = res.headers.get("retry-after");
-    const detail = code ? `${code}${message ? `: ${message}` : ""}` : parsed === null ? (text.slice(0, 200).replace(/\s+/g, " ") || "no body") : JSON.stringify(parsed).slice(0, 300);
-    throw new RequestFailed(`${method} ${path}: HTTP ${res.status} ${detail}${retry ? ` (retry after ${retry} s)` : ""}${hint}`, res.status, parsed);
+    const detail = code
+      ? `${code}${message ? `: ${message}` : ""}`
+      : parsed === null
+        ? text.slice(0, 200).replace(/\s+/g, " ") || "no body"
+        : JSON.stringify(parsed).slice(0, 300);
+    throw new RequestFailed(
+      `${method} ${path}: HTTP ${res.status} ${detail}${retry ? ` (retry after ${retry} s)` : ""}${hint}`,
+      res.status,
+      parsed,
+    );
   }
-  if (parsed === null && text !== "") throw new RequestFailed(`${method} ${path}: HTTP ${res.status} but the body is not JSON`, res.status, null);
+  if (parsed === null && text !== "")
+    throw new RequestFailed(`${method} ${path}: HTTP ${res.status} but the body is not JSON`, res.status, null);
   return { status: res.status, headers: res.headers, body: parsed };
 }

@@ -166,7 +166,12 @@ type Options = NonNullable<ParseArgsConfig["options"]>;
 
 function parse<const O extends Options>(command: string, argv: string[], options: O) {
   try {
-    return parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>({ args: argv, options, allowPositionals: true, strict: true });
+    return parseArgs<{ args: string[]; options: O; allowPositionals: true; strict: true }>({
+      args: argv,
+      options,
+      allowPositionals: true,
+      strict: true,
+    });
   } catch (err) {
     throw new UsageError((err as Error).message.replace(/\. To specify a positional argument starting with a '-'.*$/s, ""), command);
   }
@@ -213,7 +218,12 @@ interface StatusBody {
   engine?: { last_tick_at?: string | null; stalled?: boolean } | null;
   encryption?: { primary?: string; sealed_by?: Record<string, number> } | null;
   management_key?: { ok?: boolean | null; checked_at?: string | null; error?: string | null } | null;
-  consumers?: { name: string; kind?: string; model_sets?: string[]; seen?: { model_set: string; generation: number; at?: string; lagging?: boolean }[] }[];
+  consumers?: {
+    name: string;
+    kind?: string;
+    model_sets?: string[];
+    seen?: { model_set: string; generation: number; at?: string; lagging?: boolean }[];
+  }[];
   delivery_failures?: unknown[];
 }
 
@@ -231,8 +241,12 @@ function printStatus(body: StatusBody, url: string) {
           str(s.generation),
           when(s.refresh_at),
           when(s.expires_at),
-          (s.previous ?? []).map((p) => `${p.generation} (${p.expires_at ? when(p.expires_at).split(" (")[1]!.replace(")", "") : "-"})`).join(", ") || "-",
-          s.last_run ? `${s.last_run.outcome} (${s.last_run.trigger}, ${when(s.last_run.at).split(" (")[1]?.replace(")", "") ?? "-"})${s.last_run.error ? `: ${s.last_run.error}` : ""}` : "-",
+          (s.previous ?? [])
+            .map((p) => `${p.generation} (${p.expires_at ? when(p.expires_at).split(" (")[1]!.replace(")", "") : "-"})`)
+            .join(", ") || "-",
+          s.last_run
+            ? `${s.last_run.outcome} (${s.last_run.trigger}, ${when(s.last_run.at).split(" (")[1]?.replace(")", "") ?? "-"})${s.last_run.error ? `: ${s.last_run.error}` : ""}`
+            : "-",
         ]),
       ),
     );
@@ -258,8 +272,12 @@ function printStatus(body: StatusBody, url: string) {
     const by = Object.entries(body.encryption.sealed_by ?? {}).map(([k, n]) => `${k}: ${n}`);
     out(`encryption: primary key ${body.encryption.primary}${by.length ? `; sealed by ${by.join(", ")}` : ""}`);
   }
-  if (body.management_key) out(`management key: ${body.management_key.ok === false ? `REFUSED${body.management_key.error ? ` (${body.management_key.error})` : ""}` : body.management_key.ok ? "accepted" : "not used yet"}${body.management_key.checked_at ? `, ${when(body.management_key.checked_at)}` : ""}`);
-  if (Array.isArray(body.delivery_failures) && body.delivery_failures.length) out(`event deliveries failing: ${body.delivery_failures.length}`);
+  if (body.management_key)
+    out(
+      `management key: ${body.management_key.ok === false ? `REFUSED${body.management_key.error ? ` (${body.management_key.error})` : ""}` : body.management_key.ok ? "accepted" : "not used yet"}${body.management_key.checked_at ? `, ${when(body.management_key.checked_at)}` : ""}`,
+    );
+  if (Array.isArray(body.delivery_failures) && body.delivery_failures.length)
+    out(`event deliveries failing: ${body.delivery_failures.length}`);
   const problems = body.config_problems ?? [];
   if (problems.length) {
     out(`CONFIG INVALID: ${problems.length} problem${problems.length === 1 ? "" : "s"}`);
@@ -287,7 +305,11 @@ interface RotationBody {
 }
 
 async function rotate(argv: string[]) {
-  const { values, positionals } = parse("rotate", argv, { ...CONNECTION_OPTIONS, "revoke-previous": { type: "boolean" }, reason: { type: "string" } });
+  const { values, positionals } = parse("rotate", argv, {
+    ...CONNECTION_OPTIONS,
+    "revoke-previous": { type: "boolean" },
+    reason: { type: "string" },
+  });
   if (wantsHelp("rotate", values)) return;
   const set = requireSet("rotate", positionals[0]);
   noExtra("rotate", positionals, 1);
@@ -304,7 +326,9 @@ async function rotate(argv: string[]) {
 function printRotation(a: Answer) {
   const r = a.body as RotationBody;
   const replay = a.headers.get("idempotent-replayed");
-  out(`${r.model_set}: generation ${r.generation} is current${replay ? " (a replay: the first answer to this webhook-id, nothing minted)" : ""}`);
+  out(
+    `${r.model_set}: generation ${r.generation} is current${replay ? " (a replay: the first answer to this webhook-id, nothing minted)" : ""}`,
+  );
   out(`  refresh at  ${when(r.refresh_at)}`);
   out(`  revoked at  ${when(r.expires_at)} (at the latest)`);
   if (r.replaced) out(`  replaced    generation ${r.replaced.generation}, live until ${when(r.replaced.expires_at)}`);
@@ -324,10 +348,12 @@ async function revoke(argv: string[]) {
   const gens = (values.generation ?? []) as string[];
   if (values["all-previous"] && gens.length) throw new UsageError("give --all-previous or --generation, not both", "revoke");
   if (!values["all-previous"] && gens.length === 0) throw new UsageError("give --all-previous or at least one --generation N", "revoke");
-  const generations = gens.flatMap((g) => g.split(",")).map((g) => {
-    if (!/^[1-9]\d{0,14}$/.test(g.trim())) throw new UsageError(`--generation needs a whole number >= 1, got "${g}"`, "revoke");
-    return Number(g.trim());
-  });
+  const generations = gens
+    .flatMap((g) => g.split(","))
+    .map((g) => {
+      if (!/^[1-9]\d{0,14}$/.test(g.trim())) throw new UsageError(`--generation needs a whole number >= 1, got "${g}"`, "revoke");
+      return Number(g.trim());
+    });
   const t = target("revoke", values);
   const body: Record<string, unknown> = values["all-previous"] ? { all_previous: true } : { generations: [...new Set(generations)] };
   if (values.reason !== undefined) body.reason = values.reason;
@@ -335,18 +361,28 @@ async function revoke(argv: string[]) {
   if (values.json) return printJson(a.body);
   const r = a.body as { model_set?: string; revoked?: number[] };
   const list = r.revoked ?? [];
-  out(list.length ? `${r.model_set ?? set}: revoked generation${list.length === 1 ? "" : "s"} ${list.join(", ")} at Baseten` : `${r.model_set ?? set}: nothing to revoke (already revoked, or no older live key)`);
+  out(
+    list.length
+      ? `${r.model_set ?? set}: revoked generation${list.length === 1 ? "" : "s"} ${list.join(", ")} at Baseten`
+      : `${r.model_set ?? set}: nothing to revoke (already revoked, or no older live key)`,
+  );
 }
 
 async function audit(argv: string[]) {
-  const { values, positionals } = parse("audit", argv, { ...CONNECTION_OPTIONS, set: { type: "string" }, limit: { type: "string" }, cursor: { type: "string" } });
+  const { values, positionals } = parse("audit", argv, {
+    ...CONNECTION_OPTIONS,
+    set: { type: "string" },
+    limit: { type: "string" },
+    cursor: { type: "string" },
+  });
   if (wantsHelp("audit", values)) return;
   noExtra("audit", positionals, 0);
   const q = new URLSearchParams();
   if (values.set !== undefined) q.set("model_set", requireSet("audit", values.set as string));
   if (values.limit !== undefined) {
     const n = Number(values.limit);
-    if (!/^\d+$/.test(values.limit as string) || n < 1 || n > 500) throw new UsageError(`--limit must be a whole number from 1 to 500, got "${values.limit}"`, "audit");
+    if (!/^\d+$/.test(values.limit as string) || n < 1 || n > 500)
+      throw new UsageError(`--limit must be a whole number from 1 to 500, got "${values.limit}"`, "audit");
     q.set("limit", String(n));
   }
   if (values.cursor !== undefined) q.set("cursor", values.cursor as string);
@@ -361,10 +397,21 @@ async function audit(argv: string[]) {
     out(
       table(
         ["AT", "ACTION", "SET", "GEN", "TRIGGER", "CONSUMER", "REASON"],
-        entries.map((e) => [typeof e.at === "string" ? e.at.replace("T", " ").replace(/\.\d{3}Z$/, "Z") : str(e.at), str(e.action), str(e.model_set), str(e.generation), str(e.trigger), str(e.consumer), str(e.reason)]),
+        entries.map((e) => [
+          typeof e.at === "string" ? e.at.replace("T", " ").replace(/\.\d{3}Z$/, "Z") : str(e.at),
+          str(e.action),
+          str(e.model_set),
+          str(e.generation),
+          str(e.trigger),
+          str(e.consumer),
+          str(e.reason),
+        ]),
       ),
     );
-  if (b.next_cursor) out(`\nmore: ${NAME} audit${values.set ? ` --set ${values.set}` : ""}${values.limit ? ` --limit ${values.limit}` : ""} --cursor ${b.next_cursor}`);
+  if (b.next_cursor)
+    out(
+      `\nmore: ${NAME} audit${values.set ? ` --set ${values.set}` : ""}${values.limit ? ` --limit ${values.limit}` : ""} --cursor ${b.next_cursor}`,
+    );
 }
 
 async function consumers(argv: string[]) {
@@ -378,7 +425,12 @@ async function consumers(argv: string[]) {
     if (values.json) return printJson(a.body);
     const list = (a.body as { consumers?: { name: string; kind?: string; model_sets?: string[] }[] }).consumers ?? [];
     if (list.length === 0) return out("no consumers");
-    return out(table(["NAME", "KIND", "SETS"], list.map((c) => [c.name, str(c.kind), (c.model_sets ?? []).join(",") || "-"])));
+    return out(
+      table(
+        ["NAME", "KIND", "SETS"],
+        list.map((c) => [c.name, str(c.kind), (c.model_sets ?? []).join(",") || "-"]),
+      ),
+    );
   }
   if (action === "add") {
     if (!name) throw new UsageError("give the new consumer's name", "consumers");
@@ -407,7 +459,10 @@ async function consumers(argv: string[]) {
 }
 
 function splitSets(command: string, raw: string | undefined): string[] {
-  const sets = (raw ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const sets = (raw ?? "")
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const s of sets) requireSet(command, s);
   return [...new Set(sets)];
 }
@@ -415,11 +470,18 @@ function splitSets(command: string, raw: string | undefined): string[] {
 // --- offline commands ---------------------------------------------------------------------------
 
 function token(argv: string[]) {
-  const { values, positionals } = parse("token", argv, { json: { type: "boolean" }, help: { type: "boolean", short: "h" }, sets: { type: "string" } });
+  const { values, positionals } = parse("token", argv, {
+    json: { type: "boolean" },
+    help: { type: "boolean", short: "h" },
+    sets: { type: "string" },
+  });
   if (wantsHelp("token", values)) return;
   const [consumer, ...rest] = positionals;
-  if (consumer !== undefined && !CONFIG_CONSUMER_NAME.test(consumer)) throw new UsageError(`consumer name "${consumer}" must be 1-64 letters, digits, '.', '_' or '-'`, "token");
-  const sets = [...new Set([...rest.flatMap((s) => s.split(",")).filter(Boolean), ...splitSets("token", values.sets as string | undefined)])];
+  if (consumer !== undefined && !CONFIG_CONSUMER_NAME.test(consumer))
+    throw new UsageError(`consumer name "${consumer}" must be 1-64 letters, digits, '.', '_' or '-'`, "token");
+  const sets = [
+    ...new Set([...rest.flatMap((s) => s.split(",")).filter(Boolean), ...splitSets("token", values.sets as string | undefined)]),
+  ];
   for (const s of sets) requireSet("token", s);
   if (sets.length && consumer === undefined) throw new UsageError("give the consumer's name before its sets", "token");
   // 256 bits from the OS CSPRNG, base64url: fits the bearer token syntax without escaping.
@@ -447,7 +509,11 @@ CONSUMERS entry (add it to rotator.config.json's "CONSUMERS", or as [vars.CONSUM
 /** The first secret of WEBHOOK_SECRET (a space-separated list, as the worker takes it). */
 function webhookSecret(): string {
   const first = (process.env.WEBHOOK_SECRET ?? "").trim().split(/\s+/)[0] ?? "";
-  if (!/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(first)) throw new UsageError("WEBHOOK_SECRET must be set in the environment to the worker's whsec_<base64> secret (the first of a space-separated list is used)", "webhook");
+  if (!/^whsec_[A-Za-z0-9+/]+={0,2}$/.test(first))
+    throw new UsageError(
+      "WEBHOOK_SECRET must be set in the environment to the worker's whsec_<base64> secret (the first of a space-separated list is used)",
+      "webhook",
+    );
   return first;
 }
 
@@ -478,9 +544,14 @@ async function webhook(argv: string[]) {
   if (values.print && !urlArg && !process.env.BKR_URL) url = "$BKR_URL";
   else url = baseUrl(urlArg, "webhook");
   // A full route URL is taken as is; a base URL gets the route's path.
-  const endpoint = url === "$BKR_URL" ? "$BKR_URL/v1/webhooks/rotate" : /\/v1\/webhooks\/rotate\/?$/.test(url) ? url : `${url}/v1/webhooks/rotate`;
+  const endpoint =
+    url === "$BKR_URL" ? "$BKR_URL/v1/webhooks/rotate" : /\/v1\/webhooks\/rotate\/?$/.test(url) ? url : `${url}/v1/webhooks/rotate`;
 
-  const body = JSON.stringify({ model_set: set, ...(values.reason !== undefined ? { reason: values.reason } : {}), ...(values["revoke-previous"] ? { revoke_previous: true } : {}) });
+  const body = JSON.stringify({
+    model_set: set,
+    ...(values.reason !== undefined ? { reason: values.reason } : {}),
+    ...(values["revoke-previous"] ? { revoke_previous: true } : {}),
+  });
   const id = (values.id as string | undefined) ?? `msg_${randomUUID().replaceAll("-", "")}`;
   if (!/^[\x21-\x7e]{1,256}$/.test(id)) throw new UsageError("--id must be 1-256 printable characters without spaces", "webhook");
   const timestamp = String(Math.floor(Date.now() / 1000));
@@ -492,7 +563,11 @@ async function webhook(argv: string[]) {
   if (values.print) {
     const target = endpoint.startsWith("$BKR_URL") ? `"${endpoint}"` : shellQuote(endpoint);
     out(
-      [`curl -sS -X POST ${target}`, ...Object.entries(headers).map(([k, v]) => `-H ${shellQuote(`${k}: ${v}`)}`), `--data-binary ${shellQuote(body)}`].join(" \\\n  "),
+      [
+        `curl -sS -X POST ${target}`,
+        ...Object.entries(headers).map(([k, v]) => `-H ${shellQuote(`${k}: ${v}`)}`),
+        `--data-binary ${shellQuote(body)}`,
+      ].join(" \\\n  "),
     );
     err(`(signed at ${new Date(Number(timestamp) * 1000).toISOString()}: the worker accepts it for 5 minutes; the secret is not in it)`);
     return;

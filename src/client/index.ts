@@ -164,11 +164,7 @@ export class KeyClientError extends Error {
   /** Seconds the rotator asked us to wait (`Retry-After`), when given. */
   readonly retryAfter: number | undefined;
 
-  constructor(
-    code: KeyClientErrorCode,
-    message: string,
-    options: { status?: number; retryAfter?: number; cause?: unknown } = {},
-  ) {
+  constructor(code: KeyClientErrorCode, message: string, options: { status?: number; retryAfter?: number; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
     this.status = options.status;
@@ -207,7 +203,11 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
   }
   const { url, token, modelSet, binding } = options;
   if (binding !== undefined) {
-    if (binding === null || typeof binding !== "object" && typeof binding !== "function" || typeof (binding as KeyServiceBinding).getKey !== "function") {
+    if (
+      binding === null ||
+      (typeof binding !== "object" && typeof binding !== "function") ||
+      typeof (binding as KeyServiceBinding).getKey !== "function"
+    ) {
       throw new TypeError("createKeyClient: options.binding must be a service binding to KeyService (with a getKey method)");
     }
     if (url !== undefined || token !== undefined) {
@@ -327,7 +327,11 @@ export function createKeyClient(options: KeyClientOptions): KeyClient {
       const message = err instanceof Error ? err.message : String(err);
       const code = /^([a-z_]+): /.exec(message)?.[1];
       const detail = message.slice(0, 200);
-      if (code === "unauthorized" || code === "forbidden") return fail("unauthorized", `the rotator refused this Worker: ${detail} (check the binding's props and that the consumer has "binding": true and this set)`);
+      if (code === "unauthorized" || code === "forbidden")
+        return fail(
+          "unauthorized",
+          `the rotator refused this Worker: ${detail} (check the binding's props and that the consumer has "binding": true and this set)`,
+        );
       if (code === "unknown_model_set") return fail("unknown_set", `the rotator does not know this set: ${detail}`);
       if (code === "no_key_yet") return fail("no_key_yet", `the rotator has no key for this set yet: ${detail}`);
       return fail("unavailable", `the rotator's binding failed: ${detail}`);
@@ -569,8 +573,7 @@ async function replayable(
   } else if (isAsyncIterable(body)) {
     body = await collect(body);
   }
-  return (key) =>
-    fetchImpl(input, { ...init, headers: withKey(init?.headers, key), body: body as RequestInit["body"] });
+  return (key) => fetchImpl(input, { ...init, headers: withKey(init?.headers, key), body: body as RequestInit["body"] });
 }
 
 function isReadableStream(value: unknown): value is ReadableStream {

@@ -55,7 +55,13 @@ function indexOf(config: Config): Index {
       if (c.kind === "token" && c.tokenSha256) byHash.set(c.tokenSha256, c);
       if (c.kind === "binding") bindings.set(c.name, c);
     }
-    ix = { byHash, bindings, oidc: buildOidcIndex(config.consumers), names: new Set(config.consumers.map((c) => c.name)), identities: new WeakMap() };
+    ix = {
+      byHash,
+      bindings,
+      oidc: buildOidcIndex(config.consumers),
+      names: new Set(config.consumers.map((c) => c.name)),
+      identities: new WeakMap(),
+    };
     indexes.set(config, ix);
   }
   return ix;
@@ -68,7 +74,11 @@ export function configuredNames(config: Config): Set<string> {
 
 function identityOf(ix: Index, c: ConsumerConfig): Identity {
   let id = ix.identities.get(c);
-  if (!id) ix.identities.set(c, (id = { name: c.name, kind: c.kind, modelSets: c.modelSets, members: [{ name: c.name, modelSets: c.modelSets }] }));
+  if (!id)
+    ix.identities.set(
+      c,
+      (id = { name: c.name, kind: c.kind, modelSets: c.modelSets, members: [{ name: c.name, modelSets: c.modelSets }] }),
+    );
   return id;
 }
 
@@ -78,7 +88,12 @@ function union(consumers: ConsumerConfig[]): Identity {
     return { name: c.name, kind: "oidc", modelSets: c.modelSets, members: [{ name: c.name, modelSets: c.modelSets }] };
   }
   const sorted = [...consumers].sort((a, b) => a.name.localeCompare(b.name));
-  return { name: sorted.map((c) => c.name).join("+"), kind: "oidc", modelSets: [...new Set(sorted.flatMap((c) => c.modelSets))], members: sorted.map((c) => ({ name: c.name, modelSets: c.modelSets })) };
+  return {
+    name: sorted.map((c) => c.name).join("+"),
+    kind: "oidc",
+    modelSets: [...new Set(sorted.flatMap((c) => c.modelSets))],
+    members: sorted.map((c) => ({ name: c.name, modelSets: c.modelSets })),
+  };
 }
 
 // --- the hot path's memory ---------------------------------------------------------------
@@ -96,7 +111,8 @@ export function forgetRemembered(config: Config): void {
   remembered.delete(config);
 }
 
-const unauthorized = (message: string): never => fail(401, "unauthorized", message, { "www-authenticate": 'Bearer realm="baseten-key-rotator"' });
+const unauthorized = (message: string): never =>
+  fail(401, "unauthorized", message, { "www-authenticate": 'Bearer realm="baseten-key-rotator"' });
 
 /** The token of `Authorization: Bearer <token>`: null if absent; a 401 if malformed or too long. */
 function tokenOf(request: Request): string | null {

@@ -56,7 +56,12 @@ interface Row {
 
 export async function listManaged(db: D1Database): Promise<ManagedConsumer[]> {
   const { results } = await db.prepare("SELECT name, token_sha256, model_sets, created_at FROM managed_consumers ORDER BY name").all<Row>();
-  return results.map((r) => ({ name: r.name, tokenSha256: r.token_sha256, modelSets: JSON.parse(r.model_sets) as string[], createdAt: r.created_at }));
+  return results.map((r) => ({
+    name: r.name,
+    tokenSha256: r.token_sha256,
+    modelSets: JSON.parse(r.model_sets) as string[],
+    createdAt: r.created_at,
+  }));
 }
 
 function load(db: D1Database, config: Config, s: SnapshotState, now: number): Promise<Snapshot> {
@@ -65,7 +70,10 @@ function load(db: D1Database, config: Config, s: SnapshotState, now: number): Pr
     const rows = await listManaged(db);
     // A configured consumer's name always wins (names never collide: creation refuses them).
     const configured = new Set(config.consumers.map((c) => c.name));
-    const snapshot: Snapshot = { byHash: new Map(rows.filter((r) => !configured.has(r.name)).map((r) => [r.tokenSha256, r])), loadedAt: now };
+    const snapshot: Snapshot = {
+      byHash: new Map(rows.filter((r) => !configured.has(r.name)).map((r) => [r.tokenSha256, r])),
+      loadedAt: now,
+    };
     s.snapshot = snapshot;
     return snapshot;
   })().finally(() => {
@@ -78,7 +86,13 @@ function load(db: D1Database, config: Config, s: SnapshotState, now: number): Pr
  * The managed consumer holding `hash`, or null, and until when that answer may be reused
  * without asking again (the hot path's memory).
  */
-export async function managedByHash(db: D1Database, config: Config, hash: string, now: number, waitUntil?: (p: Promise<unknown>) => void): Promise<{ consumer: ManagedConsumer | null; until: number }> {
+export async function managedByHash(
+  db: D1Database,
+  config: Config,
+  hash: string,
+  now: number,
+  waitUntil?: (p: Promise<unknown>) => void,
+): Promise<{ consumer: ManagedConsumer | null; until: number }> {
   const s = stateOf(config);
   let snap = s.snapshot;
   const age = snap ? now - snap.loadedAt : Infinity;
@@ -99,13 +113,18 @@ export function dropManagedSnapshot(config: Config): void {
 
 export async function insertManaged(db: D1Database, c: ManagedConsumer, audit: D1PreparedStatement[]): Promise<void> {
   await db.batch([
-    db.prepare("INSERT INTO managed_consumers (name, token_sha256, model_sets, created_at) VALUES (?, ?, ?, ?)").bind(c.name, c.tokenSha256, JSON.stringify(c.modelSets), c.createdAt),
+    db
+      .prepare("INSERT INTO managed_consumers (name, token_sha256, model_sets, created_at) VALUES (?, ?, ?, ?)")
+      .bind(c.name, c.tokenSha256, JSON.stringify(c.modelSets), c.createdAt),
     ...audit,
   ]);
 }
 
 export async function managedByName(db: D1Database, name: string): Promise<ManagedConsumer | null> {
-  const r = await db.prepare("SELECT name, token_sha256, model_sets, created_at FROM managed_consumers WHERE name = ?").bind(name).first<Row>();
+  const r = await db
+    .prepare("SELECT name, token_sha256, model_sets, created_at FROM managed_consumers WHERE name = ?")
+    .bind(name)
+    .first<Row>();
   return r ? { name: r.name, tokenSha256: r.token_sha256, modelSets: JSON.parse(r.model_sets) as string[], createdAt: r.created_at } : null;
 }
 

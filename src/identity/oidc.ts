@@ -75,7 +75,11 @@ function stateOf(issuer: string): IssuerState {
 
 /** A JSON document of at most 64 KiB from `url`, or a short reason why not. */
 async function fetchJson(url: string): Promise<unknown> {
-  const res = await oidcFetch(url, { headers: { accept: "application/json" }, redirect: "manual", signal: AbortSignal.timeout(FETCH_TIMEOUT_MS) });
+  const res = await oidcFetch(url, {
+    headers: { accept: "application/json" },
+    redirect: "manual",
+    signal: AbortSignal.timeout(FETCH_TIMEOUT_MS),
+  });
   if (res.status !== 200) {
     await res.body?.cancel().catch(() => {});
     throw new Error(`HTTP ${res.status}`);
@@ -122,7 +126,14 @@ async function refresh(issuer: string, s: IssuerState, now: number): Promise<voi
     s.fetchedAt = now;
     s.failure = null;
   } catch (err) {
-    s.failure = err instanceof errors.JOSEError ? "keys document is not a JWKS" : err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError") ? "timeout" : err instanceof Error ? err.message.slice(0, 80) : "fetch failed";
+    s.failure =
+      err instanceof errors.JOSEError
+        ? "keys document is not a JWKS"
+        : err instanceof Error && (err.name === "TimeoutError" || err.name === "AbortError")
+          ? "timeout"
+          : err instanceof Error
+            ? err.message.slice(0, 80)
+            : "fetch failed";
   }
 }
 
@@ -139,13 +150,19 @@ async function ensureJwks(issuer: string, now: number, force: boolean): Promise<
     });
   }
   if (s.inflight) await s.inflight;
-  if (s.jwks === null || now - s.fetchedAt >= JWKS_TTL_MS) refuse("signature", `could not get the issuer's signing keys (${s.failure ?? "not fetched"})`);
+  if (s.jwks === null || now - s.fetchedAt >= JWKS_TTL_MS)
+    refuse("signature", `could not get the issuer's signing keys (${s.failure ?? "not fetched"})`);
   return s;
 }
 
 /** `*` matches any run of characters (`/` included, possibly empty); anchored at both ends. */
 export function subjectPattern(subject: string): RegExp {
-  return new RegExp(`^${subject.split("*").map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("[\\s\\S]*")}$`);
+  return new RegExp(
+    `^${subject
+      .split("*")
+      .map((part) => part.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&"))
+      .join("[\\s\\S]*")}$`,
+  );
 }
 
 export interface OidcIndex {
@@ -186,7 +203,8 @@ export async function verifyOidc(index: OidcIndex, token: string, now: number): 
   } catch {
     return refuse("malformed", "the token is not a well-formed JWT");
   }
-  if (typeof header.alg !== "string" || !ALGORITHMS.includes(header.alg)) return refuse("signature", "algorithm not allowed (RS256 and ES256 only)");
+  if (typeof header.alg !== "string" || !ALGORITHMS.includes(header.alg))
+    return refuse("signature", "algorithm not allowed (RS256 and ES256 only)");
   if (typeof unverified.iss !== "string") return refuse("issuer", "the token has no iss claim");
   const candidates = index.byIssuer.get(unverified.iss);
   if (!candidates) return refuse("issuer", "no consumer trusts the token's issuer");
@@ -195,7 +213,10 @@ export async function verifyOidc(index: OidcIndex, token: string, now: number): 
   let payload: JWTPayload;
   try {
     let s = await ensureJwks(issuer, now, false);
-    const getKey = async (h: Parameters<ReturnType<typeof createLocalJWKSet>>[0], t: Parameters<ReturnType<typeof createLocalJWKSet>>[1]) => {
+    const getKey = async (
+      h: Parameters<ReturnType<typeof createLocalJWKSet>>[0],
+      t: Parameters<ReturnType<typeof createLocalJWKSet>>[1],
+    ) => {
       try {
         return await s.jwks!(h, t);
       } catch (err) {
@@ -205,7 +226,13 @@ export async function verifyOidc(index: OidcIndex, token: string, now: number): 
         return s.jwks!(h, t);
       }
     };
-    ({ payload } = await jwtVerify(token, getKey, { issuer, algorithms: ALGORITHMS, clockTolerance: LEEWAY_S, currentDate: new Date(now), requiredClaims: ["exp"] }));
+    ({ payload } = await jwtVerify(token, getKey, {
+      issuer,
+      algorithms: ALGORITHMS,
+      clockTolerance: LEEWAY_S,
+      currentDate: new Date(now),
+      requiredClaims: ["exp"],
+    }));
   } catch (err) {
     throw translate(err);
   }
@@ -220,7 +247,14 @@ export async function verifyOidc(index: OidcIndex, token: string, now: number): 
   }
   if (matched.length === 0) {
     const check = CHECK_ORDER[Math.max(0, furthest)]!;
-    refuse(check, check === "audience" ? "the token's aud does not contain a configured audience" : check === "subject" ? "the token's sub matches no configured subject" : "a required claim does not match");
+    refuse(
+      check,
+      check === "audience"
+        ? "the token's aud does not contain a configured audience"
+        : check === "subject"
+          ? "the token's sub matches no configured subject"
+          : "a required claim does not match",
+    );
   }
   return { consumers: matched, expiresAt: (payload.exp as number) * 1000 };
 }
@@ -248,9 +282,12 @@ function translate(err: unknown): OidcRefusal {
   }
   if (err instanceof errors.JOSEAlgNotAllowed) return new OidcRefusal("signature", "algorithm not allowed (RS256 and ES256 only)");
   if (err instanceof errors.JWKSNoMatchingKey) return new OidcRefusal("signature", "the issuer has no key with the token's kid");
-  if (err instanceof errors.JWKSMultipleMatchingKeys) return new OidcRefusal("signature", "the issuer's JWKS has several keys for the token's kid");
+  if (err instanceof errors.JWKSMultipleMatchingKeys)
+    return new OidcRefusal("signature", "the issuer's JWKS has several keys for the token's kid");
   if (err instanceof errors.JWSSignatureVerificationFailed) return new OidcRefusal("signature", "the signature does not verify");
-  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid || err instanceof errors.JOSENotSupported) return new OidcRefusal("malformed", "the token is not a well-formed JWT");
-  if (err instanceof errors.JWKInvalid || err instanceof errors.JWKSInvalid) return new OidcRefusal("signature", "the issuer's key cannot be used");
+  if (err instanceof errors.JWTInvalid || err instanceof errors.JWSInvalid || err instanceof errors.JOSENotSupported)
+    return new OidcRefusal("malformed", "the token is not a well-formed JWT");
+  if (err instanceof errors.JWKInvalid || err instanceof errors.JWKSInvalid)
+    return new OidcRefusal("signature", "the issuer's key cannot be used");
   return new OidcRefusal("signature", "the token could not be verified");
 }

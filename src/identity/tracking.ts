@@ -32,7 +32,15 @@ function recordedOf(config: Config): Recorded {
 export let trackingWrites = 0;
 
 /** Called for every key served to `identity`: schedules the D1 write when the generation is new here. */
-export function noteServed(db: D1Database, config: Config, identity: Identity, set: string, generation: number, now: number, waitUntil: ((p: Promise<unknown>) => void) | undefined): void {
+export function noteServed(
+  db: D1Database,
+  config: Config,
+  identity: Identity,
+  set: string,
+  generation: number,
+  now: number,
+  waitUntil: ((p: Promise<unknown>) => void) | undefined,
+): void {
   const r = recordedOf(config);
   for (const m of identity.members) {
     let sets = r.get(m.name);
@@ -48,7 +56,11 @@ export function noteServed(db: D1Database, config: Config, identity: Identity, s
       recordSeen(db, name, set, generation, now).catch((err) => {
         // Let a later request try again.
         if (sets!.get(set) === generation) sets!.set(set, have);
-        log("warn", "consumer.track_failed", { consumer: name, model_set: set, error: err instanceof Error ? err.message.slice(0, 120) : "unknown" });
+        log("warn", "consumer.track_failed", {
+          consumer: name,
+          model_set: set,
+          error: err instanceof Error ? err.message.slice(0, 120) : "unknown",
+        });
       }),
     );
   }
@@ -89,7 +101,8 @@ async function seenRows(db: D1Database): Promise<SeenRow[]> {
   return results;
 }
 
-const isLagging = (r: SeenRow, now: number) => r.current !== null && r.generation < r.current && r.refresh_at !== null && now >= r.refresh_at + LAGGING_AFTER_MS;
+const isLagging = (r: SeenRow, now: number) =>
+  r.current !== null && r.generation < r.current && r.refresh_at !== null && now >= r.refresh_at + LAGGING_AFTER_MS;
 
 export interface ConsumerStatus {
   name: string;
@@ -117,7 +130,12 @@ export async function consumerStatus(env: { DB: D1Database }, config: Config, no
       seen: (byConsumer.get(c.name) ?? [])
         .filter((r) => c.modelSets.includes(r.model_set))
         .sort((a, b) => a.model_set.localeCompare(b.model_set))
-        .map((r) => ({ model_set: r.model_set, generation: r.generation, at: new Date(r.first_at).toISOString(), lagging: isLagging(r, now) })),
+        .map((r) => ({
+          model_set: r.model_set,
+          generation: r.generation,
+          at: new Date(r.first_at).toISOString(),
+          lagging: isLagging(r, now),
+        })),
     }));
 }
 
@@ -145,7 +163,9 @@ export async function laggingEvents(db: D1Database, config: Config, now: number)
     if (!granted.get(r.consumer)?.includes(r.model_set)) continue;
     // Only the location whose UPDATE changed the row sends the event.
     const res = await db
-      .prepare("UPDATE consumer_seen SET lagging_notified = ?1 WHERE consumer = ?2 AND model_set = ?3 AND generation = ?1 AND (lagging_notified IS NULL OR lagging_notified <> ?1)")
+      .prepare(
+        "UPDATE consumer_seen SET lagging_notified = ?1 WHERE consumer = ?2 AND model_set = ?3 AND generation = ?1 AND (lagging_notified IS NULL OR lagging_notified <> ?1)",
+      )
       .bind(r.generation, r.consumer, r.model_set)
       .run();
     if (res.meta.changes === 0) continue;
@@ -155,7 +175,12 @@ export async function laggingEvents(db: D1Database, config: Config, now: number)
       generation: r.current!,
       at: now,
       trigger: "cron",
-      data: { consumer: r.consumer, held_generation: r.generation, current_generation: r.current!, refresh_at: new Date(r.refresh_at!).toISOString() },
+      data: {
+        consumer: r.consumer,
+        held_generation: r.generation,
+        current_generation: r.current!,
+        refresh_at: new Date(r.refresh_at!).toISOString(),
+      },
     });
   }
   return events;

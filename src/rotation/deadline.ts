@@ -14,7 +14,12 @@ const POLL_MS = 200;
  * deadline passes first and this rejects with a DeadlineError. The work itself is not cancelled:
  * what it writes may still land later, which is why the engine re-checks D1 after its KV write.
  */
-export function withDeadline<T>(work: Promise<T> | (() => Promise<T>), deadline: number, clock: () => number, what = "operation"): Promise<T> {
+export function withDeadline<T>(
+  work: Promise<T> | (() => Promise<T>),
+  deadline: number,
+  clock: () => number,
+  what = "operation",
+): Promise<T> {
   if (clock() >= deadline) {
     if (typeof work !== "function") work.catch(() => {});
     return Promise.reject(new DeadlineError(`${what}: the run's deadline has passed`));

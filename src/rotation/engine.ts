@@ -137,9 +137,18 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
     // same round trip; the policy still decides under the lease, and an unused one is deleted.
     const expect = cfg?.enabled && (opts.mint === "now" || (opts.mint === "due" && opts.expectMint === true));
     const request = expect ? { suffix: randomId(8), modelIds: cfg.modelIds, overlapMs: cfg.overlapMs } : null;
-    const acquired = await withDeadline(() => ledger.acquire(db, set, holder, startedAt, LEASE_MS, opts.mint === "now", request), startedAt + RUN_BUDGET_MS, clock, "acquire");
+    const acquired = await withDeadline(
+      () => ledger.acquire(db, set, holder, startedAt, LEASE_MS, opts.mint === "now", request),
+      startedAt + RUN_BUDGET_MS,
+      clock,
+      "acquire",
+    );
     if (!acquired.leased) {
-      return { outcome: "busy", model_set: set, retryAfterS: Math.min(90, Math.max(1, Math.ceil((acquired.leaseExpiresAt - startedAt) / 1000))) };
+      return {
+        outcome: "busy",
+        model_set: set,
+        retryAfterS: Math.min(90, Math.max(1, Math.ceil((acquired.leaseExpiresAt - startedAt) / 1000))),
+      };
     }
     snapshot = acquired.snapshot;
     pending = acquired.pending;
@@ -165,18 +174,37 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
       // Unexpected (a D1 write failed, the deadline passed): everything written so far is
       // consistent on its own, and the later steps still run (a failed mint still extends).
       log("error", "run.step_failed", { model_set: set, trigger: opts.trigger, step: step.kind, error: errorText(err) });
-      run.stepFailed(step.kind, { code: "internal", message: `the run's ${step.kind} step stopped on an internal error; the next run converges`, status: null });
+      run.stepFailed(step.kind, {
+        code: "internal",
+        message: `the run's ${step.kind} step stopped on an internal error; the next run converges`,
+        status: null,
+      });
     }
   }
 
   // 4. finish
   await run.finish();
   const r = run.report;
-  log(r.outcome === "failed" ? "warn" : "info", "run", { model_set: set, trigger: opts.trigger, outcome: r.outcome, plan: steps.map((s) => s.kind), generation: r.minted?.generation, revoked: r.revoked, error: r.failure?.message });
+  log(r.outcome === "failed" ? "warn" : "info", "run", {
+    model_set: set,
+    trigger: opts.trigger,
+    outcome: r.outcome,
+    plan: steps.map((s) => s.kind),
+    generation: r.minted?.generation,
+    revoked: r.revoked,
+    error: r.failure?.message,
+  });
   return r;
 }
 
-const planOptions = (o: RunOptions): PlanOptions => ({ mint: o.mint, revokePrevious: o.revokePrevious, revoke: o.revoke, reason: o.reason, recache: o.recache, tickMs: o.tickMs });
+const planOptions = (o: RunOptions): PlanOptions => ({
+  mint: o.mint,
+  revokePrevious: o.revokePrevious,
+  revoke: o.revoke,
+  reason: o.reason,
+  recache: o.recache,
+  tickMs: o.tickMs,
+});
 
 function emptyReport(set: string): RunReport {
   return { outcome: "noop", model_set: set, minted: null, replaced: null, revoked: [], revokePending: [], failure: null, events: [] };
@@ -262,7 +290,12 @@ class Run {
       case "retire":
         return this.retire(step.generation);
       case "mark":
-        this.update(...(await this.bound(() => ledger.recordRevokeIntent(this.engine.db, this.set, this.holder, step.generations, this.engine.clock(), step.reason), "record revocation")));
+        this.update(
+          ...(await this.bound(
+            () => ledger.recordRevokeIntent(this.engine.db, this.set, this.holder, step.generations, this.engine.clock(), step.reason),
+            "record revocation",
+          )),
+        );
         return;
       case "mint":
         return this.mintAndPromote(step);
@@ -288,7 +321,9 @@ class Run {
 
   // retire ----------------------------------------------------------------------------------
   private async retire(generation: number) {
-    this.update(await this.bound(() => ledger.retireCurrent(this.engine.db, this.set, this.holder, generation, this.engine.clock()), "retire"));
+    this.update(
+      await this.bound(() => ledger.retireCurrent(this.engine.db, this.set, this.holder, generation, this.engine.clock()), "retire"),
+    );
   }
 
   // mint ------------------------------------------------------------------------------------
@@ -302,9 +337,18 @@ class Run {
       this.report.events.push(failedEvent(set, this.opts, failure, clock()));
     };
 
-    const own = this.ownPending && this.ownPending.overlap_ms === step.overlapMs && this.ownPending.model_ids.join("\n") === step.modelIds.join("\n") ? this.ownPending : null;
+    const own =
+      this.ownPending && this.ownPending.overlap_ms === step.overlapMs && this.ownPending.model_ids.join("\n") === step.modelIds.join("\n")
+        ? this.ownPending
+        : null;
     this.ownPending = own === null ? this.ownPending : null;
-    const pending = own ?? (await this.bound(() => ledger.recordPending(db, set, this.holder, clock(), { suffix: randomId(8), modelIds: step.modelIds, overlapMs: step.overlapMs }), "record pending"));
+    const pending =
+      own ??
+      (await this.bound(
+        () =>
+          ledger.recordPending(db, set, this.holder, clock(), { suffix: randomId(8), modelIds: step.modelIds, overlapMs: step.overlapMs }),
+        "record pending",
+      ));
     if (!pending) return failed({ code: "lease_lost", message: "the run lost its lease before it could mint", status: null });
     this.update(pending);
 
@@ -313,11 +357,16 @@ class Run {
       minted = await baseten.mint(pending.name, step.modelIds, this.deadline, cfg.teamId);
     } catch (err) {
       if (err instanceof UpstreamError && !err.maybeApplied) {
-        await this.bound(() => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, "mint refused"), "abandon").catch(() => {});
+        await this.bound(
+          () => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, "mint refused"),
+          "abandon",
+        ).catch(() => {});
       } else {
         // The answer was lost, malformed or empty: the key may exist. Treat it like a run that
         // died mid-mint, right away; if that fails too, the pending row stays for a later run.
-        await recoverPendings(this.engine, [pending], this.opts.trigger, this.deadline).catch((e) => log("warn", "recover.failed", { model_set: set, error: errorText(e) }));
+        await recoverPendings(this.engine, [pending], this.opts.trigger, this.deadline).catch((e) =>
+          log("warn", "recover.failed", { model_set: set, error: errorText(e) }),
+        );
       }
       return failed(upstreamFailure(err));
     }
@@ -333,7 +382,11 @@ class Run {
           (e) => (log("warn", "revoke.failed", { model_set: set, generation: pending.generation, error: errorText(e) }), false),
         );
         // Not deleted: the row stays pending, and recovery (after a lease) finds the key by name and deletes it.
-        if (deleted) await this.bound(() => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, `verify_failed: ${verdict.message}`), "abandon").catch(() => {});
+        if (deleted)
+          await this.bound(
+            () => ledger.markAbandoned(db, set, pending.generation, clock(), this.opts.trigger, `verify_failed: ${verdict.message}`),
+            "abandon",
+          ).catch(() => {});
         return failed({ code: "verify_failed", message: verdict.message, status: null });
       }
     }
@@ -345,36 +398,43 @@ class Run {
     const mintedTimes = { generation: pending.generation, created_at: createdAt, refresh_at: refreshAt, expires_at: expiresAt };
     // The answer a webhook redelivery gets if the route cannot store the final one.
     const others = this.rows.filter((r) => r.state === "previous" || r.state === "current").map((r) => r.generation);
-    const receipt = this.opts.receipt === undefined ? null : {
-      webhookId: this.opts.receipt.webhookId,
-      claimedAt: this.opts.receipt.claimedAt,
-      body: this.opts.receipt.render({
-        ...this.report,
-        outcome: "rotated",
-        minted: mintedTimes,
-        replaced: step.replaced && { generation: step.replaced.generation, expires_at: step.revokeOthers ? createdAt : Math.max(this.current?.expires_at ?? 0, createdAt + step.replaced.keepMs) },
-        revokePending: step.revokeOthers ? others : [],
-      }),
-    };
+    const receipt =
+      this.opts.receipt === undefined
+        ? null
+        : {
+            webhookId: this.opts.receipt.webhookId,
+            claimedAt: this.opts.receipt.claimedAt,
+            body: this.opts.receipt.render({
+              ...this.report,
+              outcome: "rotated",
+              minted: mintedTimes,
+              replaced: step.replaced && {
+                generation: step.replaced.generation,
+                expires_at: step.revokeOthers ? createdAt : Math.max(this.current?.expires_at ?? 0, createdAt + step.replaced.keepMs),
+              },
+              revokePending: step.revokeOthers ? others : [],
+            }),
+          };
 
     let promoted;
     try {
-      promoted = await this.bound(() => 
-        ledger.promote(db, {
-          set,
-          holder: this.holder,
-          generation: pending.generation,
-          prefix: minted.prefix,
-          ciphertext,
-          createdAt,
-          refreshAt,
-          expiresAt,
-          replaced: step.replaced && { generation: step.replaced.generation, expiresAtLeast: createdAt + step.replaced.keepMs },
-          revokeOthers: step.revokeOthers,
-          trigger: this.opts.trigger,
-          reason: this.opts.reason ?? null,
-          receipt,
-        }),
+      promoted = await this.bound(
+        () =>
+          ledger.promote(db, {
+            set,
+            holder: this.holder,
+            generation: pending.generation,
+            prefix: minted.prefix,
+            ciphertext,
+            createdAt,
+            refreshAt,
+            expiresAt,
+            replaced: step.replaced && { generation: step.replaced.generation, expiresAtLeast: createdAt + step.replaced.keepMs },
+            revokeOthers: step.revokeOthers,
+            trigger: this.opts.trigger,
+            reason: this.opts.reason ?? null,
+            receipt,
+          }),
         "promote",
       );
     } catch (err) {
@@ -384,11 +444,17 @@ class Run {
       log("error", "promote.failed", { model_set: set, generation: pending.generation, error: errorText(err) });
       // If it committed, the leaked key is replaced: this location must stop serving it now.
       if (step.revokeOthers) await this.bound(() => dropCache(kv, set, pending.generation), "kv delete").catch(() => {});
-      return failed({ code: "ledger_failed", message: "the key was minted but recording it in D1 failed; a later run cleans it up", status: null });
+      return failed({
+        code: "ledger_failed",
+        message: "the key was minted but recording it in D1 failed; a later run cleans it up",
+        status: null,
+      });
     }
     if (!promoted) {
       // Fenced off: the lease ran out and another run took over (it may have abandoned this pending).
-      await baseten.revoke(minted.prefix, this.deadline).catch((e) => log("warn", "revoke.failed", { model_set: set, generation: pending.generation, error: errorText(e) }));
+      await baseten
+        .revoke(minted.prefix, this.deadline)
+        .catch((e) => log("warn", "revoke.failed", { model_set: set, generation: pending.generation, error: errorText(e) }));
       return failed({ code: "lease_lost", message: "the run outlived its lease; the minted key was deleted", status: null });
     }
 
@@ -396,12 +462,24 @@ class Run {
     this.update(promoted.current, promoted.replaced, ...promoted.marked);
     this.marked = promoted.marked.map((r) => r.generation);
     const c = promoted.current;
-    this.fresh = { model_set: set, model_ids: c.model_ids, generation: c.generation, api_key: minted.apiKey, created_at: c.created_at, refresh_at: c.refresh_at!, expires_at: c.expires_at!, overlap_ms: c.overlap_ms };
+    this.fresh = {
+      model_set: set,
+      model_ids: c.model_ids,
+      generation: c.generation,
+      api_key: minted.apiKey,
+      created_at: c.created_at,
+      refresh_at: c.refresh_at!,
+      expires_at: c.expires_at!,
+      overlap_ms: c.overlap_ms,
+    };
     this.report.outcome = "rotated";
     this.report.minted = mintedTimes;
     // The leak response revokes the replaced key now: that is when it stops working (its recorded
     // promise stays in D1, overridden by the explicit revoke_at).
-    this.report.replaced = promoted.replaced && { generation: promoted.replaced.generation, expires_at: step.revokeOthers ? createdAt : promoted.replaced.expires_at! };
+    this.report.replaced = promoted.replaced && {
+      generation: promoted.replaced.generation,
+      expires_at: step.revokeOthers ? createdAt : promoted.replaced.expires_at!,
+    };
     this.report.events.push({
       type: "key.rotated",
       model_set: set,
@@ -421,7 +499,10 @@ class Run {
   // extend ----------------------------------------------------------------------------------
   private async extend(step: Extract<Step, { kind: "extend" }>) {
     if (step.onlyIfMintFailed && this.mint !== "failed") return;
-    const row = await this.bound(() => ledger.extendPromise(this.engine.db, this.set, this.holder, step.generation, step.expiresAt), "extend promise");
+    const row = await this.bound(
+      () => ledger.extendPromise(this.engine.db, this.set, this.holder, step.generation, step.expiresAt),
+      "extend promise",
+    );
     this.update(row);
     this.extended = row !== null;
     if (row) log("info", "promise.extended", { model_set: this.set, generation: step.generation, expires_at: iso(row.expires_at!) });
@@ -446,7 +527,10 @@ class Run {
     const changed = this.mint === "minted" || this.extended;
     if (step.reason === "changed" && !changed && this.snapshot.cache?.cached_generation === current.generation) return;
     try {
-      const key = this.fresh?.generation === current.generation ? this.fresh : await this.bound(() => readCurrentFresh(db, config.keyring, set), "read current");
+      const key =
+        this.fresh?.generation === current.generation
+          ? this.fresh
+          : await this.bound(() => readCurrentFresh(db, config.keyring, set), "read current");
       if (!key) return;
       if (clock() >= this.deadline) return log("warn", "cache.skipped", { model_set: set, reason: "deadline" });
       await this.bound(() => writeCache(kv, config.keyring, key), "kv put");
@@ -466,7 +550,10 @@ class Run {
   // revoke ----------------------------------------------------------------------------------
   private async revoke(due: { generation: number; reason: string }[]) {
     const { kv, baseten, clock } = this.engine;
-    const asked = new Set([...(this.opts.revoke ? due.filter((d) => this.isExplicit(d.generation)).map((d) => d.generation) : []), ...this.marked]);
+    const asked = new Set([
+      ...(this.opts.revoke ? due.filter((d) => this.isExplicit(d.generation)).map((d) => d.generation) : []),
+      ...this.marked,
+    ]);
     const todo = [...due];
     for (const g of this.marked) if (!todo.some((d) => d.generation === g)) todo.push({ generation: g, reason: "revoke_previous" });
     todo.sort((a, b) => a.generation - b.generation);
@@ -479,7 +566,14 @@ class Run {
         this.revoked.push({ generation, at, reason });
         this.update({ ...row, state: "revoked" });
         this.report.revoked.push(generation);
-        this.report.events.push({ type: "key.revoked", model_set: this.set, generation, at, trigger: this.opts.trigger, data: { revoked_at: iso(at), emergency: asked.has(generation), reason } });
+        this.report.events.push({
+          type: "key.revoked",
+          model_set: this.set,
+          generation,
+          at,
+          trigger: this.opts.trigger,
+          data: { revoked_at: iso(at), emergency: asked.has(generation), reason },
+        });
       } catch (err) {
         // The key stays previous and live; the next run tries again (its revoke_at, if any, is recorded).
         log("warn", "revoke.failed", { model_set: this.set, generation, error: errorText(err) });
@@ -501,7 +595,9 @@ class Run {
     const { db, kv, config, clock } = this.engine;
     const set = this.set;
     const r = this.report;
-    const record = this.recordRun ? { trigger: this.opts.trigger, outcome: r.outcome, error: r.failure?.message ?? null, at: clock() } : null;
+    const record = this.recordRun
+      ? { trigger: this.opts.trigger, outcome: r.outcome, error: r.failure?.message ?? null, at: clock() }
+      : null;
     let after: CurrentKeyRow | null | undefined;
     const recheck = (this.cached !== null && !this.cached.dropped) || this.putUnknown !== null;
     try {
@@ -526,7 +622,9 @@ class Run {
       // The bookkeeping is lost (the next run redoes it: a second revoke answers 404, a cache
       // record missing only makes KV count as behind); free the set at least.
       log("warn", "run.finish_failed", { model_set: set, error: errorText(err) });
-      await this.bound(() => ledger.release(db, set, this.holder, record), "release", this.leaseEnd).catch((e) => log("warn", "lease.release_failed", { model_set: set, error: errorText(e) }));
+      await this.bound(() => ledger.release(db, set, this.holder, record), "release", this.leaseEnd).catch((e) =>
+        log("warn", "lease.release_failed", { model_set: set, error: errorText(e) }),
+      );
     }
     if (!recheck) return;
     // A run past its lease still re-checks what its own KV put may have done (not fenced: it only reads).
@@ -538,7 +636,12 @@ class Run {
       // A put that may still land over a newer entry: count KV as behind, so the next run of any
       // path rewrites it (this run cannot: its own put may overtake the repair).
       log("warn", "cache.lost_race", { model_set: set, written: this.putUnknown, current: after.generation, landed: "unknown" });
-      await withDeadline(ledger.recordCacheRegressed(db, set, this.putUnknown, after.generation), clock() + 10_000, clock, "record cache").catch(() => {});
+      await withDeadline(
+        ledger.recordCacheRegressed(db, set, this.putUnknown, after.generation),
+        clock() + 10_000,
+        clock,
+        "record cache",
+      ).catch(() => {});
       return;
     }
     if (written === null || !after || after.generation === written) return;
@@ -563,13 +666,30 @@ type CurrentKeyRow = ledger.CurrentRow;
  * Pendings whose mint may have happened: look their names up at Baseten, delete what is
  * found, mark them abandoned. Throws (leaving them pending) if Baseten can't be asked.
  */
-async function recoverPendings(engine: Engine, pendings: Pick<KeyRow, "model_set" | "generation" | "name">[], trigger: Trigger, deadline: number): Promise<void> {
+async function recoverPendings(
+  engine: Engine,
+  pendings: Pick<KeyRow, "model_set" | "generation" | "name">[],
+  trigger: Trigger,
+  deadline: number,
+): Promise<void> {
   const listed = await engine.baseten.list(deadline);
   const byName = new Map(listed.map((k) => [k.name, k]));
   for (const p of pendings) {
     const found = byName.get(p.name);
     if (found) await engine.baseten.revoke(found.prefix, deadline);
-    await withDeadline(ledger.markAbandoned(engine.db, p.model_set, p.generation, engine.clock(), trigger, found ? "recovered: deleted at Baseten" : "recovered: never created"), deadline, engine.clock, "abandon");
+    await withDeadline(
+      ledger.markAbandoned(
+        engine.db,
+        p.model_set,
+        p.generation,
+        engine.clock(),
+        trigger,
+        found ? "recovered: deleted at Baseten" : "recovered: never created",
+      ),
+      deadline,
+      engine.clock,
+      "abandon",
+    );
   }
 }
 
@@ -581,5 +701,12 @@ function upstreamFailure(err: unknown): Failure {
 }
 
 function failedEvent(set: string, opts: RunOptions, failure: Failure, at: number): RotationEvent {
-  return { type: "rotation.failed", model_set: set, generation: null, at, trigger: opts.trigger, data: { error: failure.code, message: failure.message, reason: opts.reason ?? null } };
+  return {
+    type: "rotation.failed",
+    model_set: set,
+    generation: null,
+    at,
+    trigger: opts.trigger,
+    data: { error: failure.code, message: failure.message, reason: opts.reason ?? null },
+  };
 }

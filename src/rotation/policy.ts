@@ -71,7 +71,12 @@ export type SetConfig = ModelSetConfig;
 export const VERIFY_BACKOFF_MS = 5 * 60_000;
 
 export type Step =
-  | { kind: "reject"; code: "rate_limited" | "rotation_in_progress" | "unknown_model_set" | "set_disabled" | "is_current" | "unknown_generation"; message: string; retryAfterS: number | null }
+  | {
+      kind: "reject";
+      code: "rate_limited" | "rotation_in_progress" | "unknown_model_set" | "set_disabled" | "is_current" | "unknown_generation";
+      message: string;
+      retryAfterS: number | null;
+    }
   | { kind: "recover"; generations: number[] }
   | { kind: "retire"; generation: number }
   | { kind: "mark"; generations: number[]; reason: string }
@@ -166,7 +171,9 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   const inFlight = rows.some((r) => r.state === "pending" && r.created_at > now - LEASE_MS);
 
   // reject: requests this run cannot serve; nothing else happens.
-  const reject = (code: Extract<Step, { kind: "reject" }>["code"], message: string, retryAfterS: number | null = null): Step[] => [{ kind: "reject", code, message, retryAfterS }];
+  const reject = (code: Extract<Step, { kind: "reject" }>["code"], message: string, retryAfterS: number | null = null): Step[] => [
+    { kind: "reject", code, message, retryAfterS },
+  ];
   if (opts.mint === "now") {
     if (!cfg) return reject("unknown_model_set", "no such model set");
     if (!cfg.enabled) return reject("set_disabled", "the model set is disabled (enabled: false)", 60);
@@ -174,7 +181,11 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
     if (snap.onDemandMints.length >= ON_DEMAND_LIMIT) {
       const oldest = snap.onDemandMints[ON_DEMAND_LIMIT - 1]!;
       const retryAfterS = Math.max(1, Math.ceil((oldest + ON_DEMAND_WINDOW_MS - now) / 1000));
-      return reject("rate_limited", `at most ${ON_DEMAND_LIMIT} on-demand rotations per set in any ${ON_DEMAND_WINDOW_MS / 60_000} minutes`, retryAfterS);
+      return reject(
+        "rate_limited",
+        `at most ${ON_DEMAND_LIMIT} on-demand rotations per set in any ${ON_DEMAND_WINDOW_MS / 60_000} minutes`,
+        retryAfterS,
+      );
     }
   }
   let explicit: number[] = [];
@@ -182,8 +193,10 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
     if ("allPrevious" in opts.revoke) explicit = previous.map((r) => r.generation);
     else {
       for (const g of opts.revoke.generations) {
-        if (current && g === current.generation) return reject("is_current", `generation ${g} is the current key: rotate with revoke_previous instead`);
-        if (!Number.isSafeInteger(g) || g < 1 || g > snap.maxGeneration) return reject("unknown_generation", `generation ${g} was never minted for this set`);
+        if (current && g === current.generation)
+          return reject("is_current", `generation ${g} is the current key: rotate with revoke_previous instead`);
+        if (!Number.isSafeInteger(g) || g < 1 || g > snap.maxGeneration)
+          return reject("unknown_generation", `generation ${g} was never minted for this set`);
       }
       // Already revoked or abandoned generations are skipped.
       explicit = opts.revoke.generations.filter((g, i, all) => all.indexOf(g) === i && previous.some((r) => r.generation === g));
@@ -199,7 +212,8 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   if (explicit.length > 0) steps.push({ kind: "mark", generations: explicit, reason: opts.reason ?? "admin revoke" });
 
   // mint
-  const scheduleDue = cfg !== undefined && current !== undefined && current.refresh_at !== null && now >= current.refresh_at - runAheadMs(cfg, opts.tickMs);
+  const scheduleDue =
+    cfg !== undefined && current !== undefined && current.refresh_at !== null && now >= current.refresh_at - runAheadMs(cfg, opts.tickMs);
   let why: Extract<Step, { kind: "mint" }>["why"] | null = null;
   if (cfg?.enabled && opts.mint !== false && !inFlight) {
     if (opts.mint === "now") why = "on_demand";
@@ -221,7 +235,8 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   const validUntil = cfg && current ? documentsValidUntil(current, cfg) : 0;
   const nextTickIn = (opts.tickMs ?? TICK_MS) > MAX_TICK_GAP_MS ? TICK_MS : tickGap(opts.tickMs ?? TICK_MS);
   const lastChance = why !== null && extension !== null && now < validUntil && validUntil <= now + nextTickIn + RUN_ALLOWANCE_MS;
-  if (current && extension !== null && lastChance) steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: false });
+  if (current && extension !== null && lastChance)
+    steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: false });
 
   if (why && cfg) {
     steps.push({
@@ -235,7 +250,8 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
     });
   }
 
-  if (current && extension !== null && !lastChance) steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: why !== null });
+  if (current && extension !== null && !lastChance)
+    steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: why !== null });
 
   // cache
   const cached = snap.cache?.cached_generation ?? null;

@@ -32,7 +32,13 @@ export async function authenticateOperator(request: Request, c: RequestContext, 
   const metrics = allowMetrics ? metricsTokens(c) : [];
   if (admins.length === 0 && metrics.length === 0) {
     if (!c.loaded.ok) configInvalid(c.loaded.problems.length);
-    fail(503, "not_configured", allowMetrics ? "neither ADMIN_TOKEN nor METRICS_TOKEN is set: this route is turned off" : "ADMIN_TOKEN is not set: admin routes are turned off");
+    fail(
+      503,
+      "not_configured",
+      allowMetrics
+        ? "neither ADMIN_TOKEN nor METRICS_TOKEN is set: this route is turned off"
+        : "ADMIN_TOKEN is not set: admin routes are turned off",
+    );
   }
   const header = request.headers.get("authorization");
   if (header === null) fail(401, "unauthorized", "missing bearer token", CHALLENGE);

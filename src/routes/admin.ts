@@ -17,6 +17,7 @@ export async function adminRotate(request: Request, c: RequestContext): Promise<
     req = parseRotateBody(raw);
   }
   const set = c.params.set!;
-  if (req.model_set !== undefined && req.model_set !== set) fail(400, "invalid_body", "model_set in the body must match the set in the path");
+  if (req.model_set !== undefined && req.model_set !== set)
+    fail(400, "invalid_body", "model_set in the body must match the set in the path");
   return rotateNow(c, set, "admin", req);
 }

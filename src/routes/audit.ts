@@ -154,7 +154,10 @@ async function readCursor(key: Promise<CryptoKey> | CryptoKey, raw: string, set:
   const body = fromB64url(bodyText ?? "");
   const mac = fromB64url(macText ?? "");
   if (rest.length > 0 || !body || !mac) return badCursor("cursor is malformed (use next_cursor as given)");
-  if (!(await crypto.subtle.verify("HMAC", await key, mac, body))) badCursor("cursor signature does not match: it was altered, made up, or issued under another encryption key; start again without a cursor");
+  if (!(await crypto.subtle.verify("HMAC", await key, mac, body)))
+    badCursor(
+      "cursor signature does not match: it was altered, made up, or issued under another encryption key; start again without a cursor",
+    );
   let p: CursorPayload;
   try {
     p = JSON.parse(new TextDecoder().decode(body)) as CursorPayload;
@@ -162,7 +165,10 @@ async function readCursor(key: Promise<CryptoKey> | CryptoKey, raw: string, set:
     return badCursor("cursor is malformed");
   }
   if (p.v !== 1 || !Number.isSafeInteger(p.id) || p.id < 1 || typeof p.t !== "number") badCursor("cursor is malformed");
-  if (p.s !== set) badCursor(`cursor belongs to another query (model_set ${p.s === null ? "not given" : JSON.stringify(p.s)}); repeat that query or start again without a cursor`);
+  if (p.s !== set)
+    badCursor(
+      `cursor belongs to another query (model_set ${p.s === null ? "not given" : JSON.stringify(p.s)}); repeat that query or start again without a cursor`,
+    );
   if (p.t > now + 60_000 || now - p.t > CURSOR_TTL_MS) badCursor("cursor is stale (older than 24 h); start again without a cursor");
   return p.id;
 }

@@ -13,7 +13,15 @@
 import { sha256Hex, toBase64 } from "../crypto.ts";
 import { NO_STORE, type RequestContext, fail, json } from "../http.ts";
 import { configuredNames, forgetRemembered } from "../identity/index.ts";
-import { MANAGED_NAME, type ManagedConsumer, deleteManaged, dropManagedSnapshot, insertManaged, listManaged, managedByName } from "../identity/managed.ts";
+import {
+  MANAGED_NAME,
+  type ManagedConsumer,
+  deleteManaged,
+  dropManagedSnapshot,
+  insertManaged,
+  listManaged,
+  managedByName,
+} from "../identity/managed.ts";
 import { authenticateOperator } from "./admin-auth.ts";
 
 const MAX_BODY_BYTES = 8 * 1024;
@@ -50,35 +58,60 @@ async function readJson(request: Request): Promise<unknown> {
   }
 }
 
-const audit = (db: D1Database, action: "consumer_created" | "consumer_deleted", name: string, sets: string[], reason: string | null, at: number, guardExists: boolean) =>
+const audit = (
+  db: D1Database,
+  action: "consumer_created" | "consumer_deleted",
+  name: string,
+  sets: string[],
+  reason: string | null,
+  at: number,
+  guardExists: boolean,
+) =>
   sets.map((set) =>
     guardExists
       ? db
-          .prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, consumer, at) SELECT ?1, NULL, ?2, 'admin', ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM managed_consumers WHERE name = ?4)")
+          .prepare(
+            "INSERT INTO audit (model_set, generation, action, trigger, reason, consumer, at) SELECT ?1, NULL, ?2, 'admin', ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM managed_consumers WHERE name = ?4)",
+          )
           .bind(set, action, reason, name, at)
-      : db.prepare("INSERT INTO audit (model_set, generation, action, trigger, reason, consumer, at) VALUES (?1, NULL, ?2, 'admin', ?3, ?4, ?5)").bind(set, action, reason, name, at),
+      : db
+          .prepare(
+            "INSERT INTO audit (model_set, generation, action, trigger, reason, consumer, at) VALUES (?1, NULL, ?2, 'admin', ?3, ?4, ?5)",
+          )
+          .bind(set, action, reason, name, at),
   );
 
 export async function createConsumer(request: Request, c: RequestContext): Promise<Response> {
   await authenticateOperator(request, c);
   const { env, config, now } = c;
   const body = await readJson(request);
-  if (body === null || typeof body !== "object" || Array.isArray(body)) fail(400, "invalid_body", "the body must be a JSON object {name, model_sets}");
+  if (body === null || typeof body !== "object" || Array.isArray(body))
+    fail(400, "invalid_body", "the body must be a JSON object {name, model_sets}");
   const b = body as Record<string, unknown>;
   for (const field of Object.keys(b)) if (!BODY_FIELDS.has(field)) fail(400, "invalid_body", `unknown field "${field.slice(0, 40)}"`);
   const name = b.name;
   if (typeof name !== "string" || !MANAGED_NAME.test(name)) fail(400, "invalid_name", "name must match ^[a-z0-9][a-z0-9-]{0,63}$");
   const sets = b.model_sets;
-  if (!Array.isArray(sets) || sets.length === 0 || !sets.every((s) => typeof s === "string")) fail(400, "invalid_body", "model_sets must be a non-empty array of set ids");
-  for (const s of sets as string[]) if (!config.sets.has(s)) fail(400, "unknown_model_set", `model_sets names a set that is not configured: "${s.slice(0, 40)}"`);
+  if (!Array.isArray(sets) || sets.length === 0 || !sets.every((s) => typeof s === "string"))
+    fail(400, "invalid_body", "model_sets must be a non-empty array of set ids");
+  for (const s of sets as string[])
+    if (!config.sets.has(s)) fail(400, "unknown_model_set", `model_sets names a set that is not configured: "${s.slice(0, 40)}"`);
   const reason = b.reason;
-  if (reason !== undefined && (typeof reason !== "string" || reason.length > 200)) fail(400, "invalid_body", "reason must be a string of at most 200 characters");
+  if (reason !== undefined && (typeof reason !== "string" || reason.length > 200))
+    fail(400, "invalid_body", "reason must be a string of at most 200 characters");
   if (configuredNames(config).has(name as string)) fail(409, "consumer_exists", "a configured consumer has that name");
   const modelSets = [...new Set(sets as string[])];
-  const token = `bkr_${toBase64(crypto.getRandomValues(new Uint8Array(32))).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "")}`;
+  const token = `bkr_${toBase64(crypto.getRandomValues(new Uint8Array(32)))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "")}`;
   const consumer: ManagedConsumer = { name: name as string, tokenSha256: await sha256Hex(token), modelSets, createdAt: now };
   try {
-    await insertManaged(env.DB, consumer, audit(env.DB, "consumer_created", consumer.name, modelSets, (reason as string | undefined) ?? null, now, false));
+    await insertManaged(
+      env.DB,
+      consumer,
+      audit(env.DB, "consumer_created", consumer.name, modelSets, (reason as string | undefined) ?? null, now, false),
+    );
   } catch (err) {
     if (err instanceof Error && /UNIQUE|constraint/i.test(err.message)) fail(409, "consumer_exists", "a managed consumer has that name");
     throw err;
@@ -109,7 +142,8 @@ export async function deleteConsumer(request: Request, c: RequestContext): Promi
   } catch {
     return fail(400, "invalid_name", "name must match ^[a-z0-9][a-z0-9-]{0,63}$");
   }
-  if (configuredNames(config).has(name)) fail(409, "configured_consumer", "that consumer is configured in CONSUMERS: remove it there and redeploy");
+  if (configuredNames(config).has(name))
+    fail(409, "configured_consumer", "that consumer is configured in CONSUMERS: remove it there and redeploy");
   if (!MANAGED_NAME.test(name)) fail(400, "invalid_name", "name must match ^[a-z0-9][a-z0-9-]{0,63}$");
   const existing = await managedByName(env.DB, name);
   if (!existing) fail(404, "unknown_consumer", "no managed consumer has that name");

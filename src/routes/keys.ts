@@ -86,7 +86,14 @@ export interface ResolveOptions {
  * The key a consumer may have for `set`, or a thrown contract error (404 unknown set, 403 not
  * granted, 503 no key yet). Shared by the HTTP routes and the RPC entrypoint.
  */
-export async function resolveKey(env: Env, config: Config, identity: Identity, set: string, now: number, opts: ResolveOptions = {}): Promise<CurrentKey> {
+export async function resolveKey(
+  env: Env,
+  config: Config,
+  identity: Identity,
+  set: string,
+  now: number,
+  opts: ResolveOptions = {},
+): Promise<CurrentKey> {
   if (!config.sets.has(set)) fail(404, "unknown_model_set", "no such model set");
   if (!identity.modelSets.includes(set)) fail(403, "forbidden", "this consumer is not granted that model set");
   const key = opts.fresh ? await freshKey(env, config, identity, set, now) : await currentKey(env, config, set, now);
@@ -147,7 +154,13 @@ export function documentBody(key: CurrentKey, now: number): string {
 }
 
 /** Every granted set that has a key (no 503 for a set without one). */
-export async function resolveKeys(env: Env, config: Config, identity: Identity, now: number, opts: ResolveOptions = {}): Promise<CurrentKey[]> {
+export async function resolveKeys(
+  env: Env,
+  config: Config,
+  identity: Identity,
+  now: number,
+  opts: ResolveOptions = {},
+): Promise<CurrentKey[]> {
   const sets = identity.modelSets.filter((s) => config.sets.has(s));
   const keys = await Promise.all(
     sets.map(async (set) => {

@@ -38,7 +38,10 @@ export async function metricsRoute(request: Request, c: RequestContext): Promise
 
 /** Label values escaped as the text format wants (backslash, double quote, line feed). */
 const esc = (v: string) => v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
-const labels = (l: Record<string, string>) => `{${Object.entries(l).map(([k, v]) => `${k}="${esc(v)}"`).join(",")}}`;
+const labels = (l: Record<string, string>) =>
+  `{${Object.entries(l)
+    .map(([k, v]) => `${k}="${esc(v)}"`)
+    .join(",")}}`;
 const num = (n: number) => (Number.isFinite(n) ? String(Math.round(n * 1000) / 1000) : n > 0 ? "+Inf" : "-Inf");
 
 class Exposition {
@@ -58,27 +61,46 @@ export async function renderMetrics(db: D1Database, config: Config | null, confi
     db.prepare("SELECT model_set, action, n FROM audit_counts WHERE action IN ('minted', 'failed')"),
     db.prepare("SELECT value AS at FROM meta WHERE name = 'last_tick_at'"),
     // Per consumer and set, the highest generation fetched; managed consumers' grants come along.
-    db.prepare("SELECT s.consumer, s.model_set, s.generation, m.model_sets AS managed_sets FROM consumer_seen s LEFT JOIN managed_consumers m ON m.name = s.consumer"),
+    db.prepare(
+      "SELECT s.consumer, s.model_set, s.generation, m.model_sets AS managed_sets FROM consumer_seen s LEFT JOIN managed_consumers m ON m.name = s.consumer",
+    ),
   ]);
   const rows = live!.results as unknown as LiveRow[];
   const sets = [...new Set([...(config?.sets.keys() ?? []), ...rows.map((r) => r.model_set)])].sort();
   const current = new Map(rows.filter((r) => r.state === "current").map((r) => [r.model_set, r]));
   const liveCount = new Map<string, number>();
   for (const r of rows) liveCount.set(r.model_set, (liveCount.get(r.model_set) ?? 0) + 1);
-  const count = new Map((counts!.results as { model_set: string; action: string; n: number }[]).map((r) => [`${r.model_set}\n${r.action}`, r.n]));
+  const count = new Map(
+    (counts!.results as { model_set: string; action: string; n: number }[]).map((r) => [`${r.model_set}\n${r.action}`, r.n]),
+  );
   const lastTick = (tick!.results[0] as { at: number } | undefined)?.at ?? null;
 
   const m = new Exposition();
   const withKey = sets.filter((s) => current.has(s));
-  m.family("bkr_key_generation", "gauge", "Generation of the set's current key.", withKey.map((s) => [{ model_set: s }, current.get(s)!.generation]));
-  m.family("bkr_key_age_seconds", "gauge", "Seconds since the set's current key was minted.", withKey.map((s) => [{ model_set: s }, (now - current.get(s)!.created_at) / 1000]));
+  m.family(
+    "bkr_key_generation",
+    "gauge",
+    "Generation of the set's current key.",
+    withKey.map((s) => [{ model_set: s }, current.get(s)!.generation]),
+  );
+  m.family(
+    "bkr_key_age_seconds",
+    "gauge",
+    "Seconds since the set's current key was minted.",
+    withKey.map((s) => [{ model_set: s }, (now - current.get(s)!.created_at) / 1000]),
+  );
   m.family(
     "bkr_key_refresh_in_seconds",
     "gauge",
     "Seconds until the current key's refresh_at (negative while the rotation is overdue).",
     withKey.map((s) => [{ model_set: s }, ((current.get(s)!.refresh_at ?? now) - now) / 1000]),
   );
-  m.family("bkr_live_keys", "gauge", "Keys of the set that D1 holds as not revoked or abandoned.", sets.map((s) => [{ model_set: s }, liveCount.get(s) ?? 0]));
+  m.family(
+    "bkr_live_keys",
+    "gauge",
+    "Keys of the set that D1 holds as not revoked or abandoned.",
+    sets.map((s) => [{ model_set: s }, liveCount.get(s) ?? 0]),
+  );
   m.family(
     "bkr_rotations_total",
     "counter",
@@ -88,8 +110,15 @@ export async function renderMetrics(db: D1Database, config: Config | null, confi
       [{ model_set: s, outcome: "failed" }, count.get(`${s}\nfailed`) ?? 0],
     ]),
   );
-  m.family("bkr_last_tick_age_seconds", "gauge", "Seconds since the last cron tick (+Inf: no tick recorded).", [[{}, lastTick === null ? Infinity : (now - lastTick) / 1000]]);
-  m.family("bkr_consumer_generation_lag", "gauge", "Current generation minus the highest generation the consumer fetched.", consumerLag(seen!.results as unknown as SeenRow[], current, config));
+  m.family("bkr_last_tick_age_seconds", "gauge", "Seconds since the last cron tick (+Inf: no tick recorded).", [
+    [{}, lastTick === null ? Infinity : (now - lastTick) / 1000],
+  ]);
+  m.family(
+    "bkr_consumer_generation_lag",
+    "gauge",
+    "Current generation minus the highest generation the consumer fetched.",
+    consumerLag(seen!.results as unknown as SeenRow[], current, config),
+  );
   m.family("bkr_config_problems", "gauge", "Problems in the configuration (0: valid).", [[{}, configProblems]]);
   return m.text();
 }

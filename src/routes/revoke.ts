@@ -38,15 +38,23 @@ export function parseRevokeBody(bytes: Uint8Array): RevokeRequest {
   } catch {
     invalid('the body must be a JSON object: {"generations": [..]} or {"all_previous": true}');
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) invalid('the body must be a JSON object: {"generations": [..]} or {"all_previous": true}');
+  if (typeof value !== "object" || value === null || Array.isArray(value))
+    invalid('the body must be a JSON object: {"generations": [..]} or {"all_previous": true}');
   const body = value as Record<string, unknown>;
   const unknown = Object.keys(body).filter((k) => !FIELDS.has(k));
-  if (unknown.length > 0) invalid(`unknown field(s): ${unknown.slice(0, 5).map((k) => JSON.stringify(k.slice(0, 40))).join(", ")}; allowed: generations, all_previous, reason`);
+  if (unknown.length > 0)
+    invalid(
+      `unknown field(s): ${unknown
+        .slice(0, 5)
+        .map((k) => JSON.stringify(k.slice(0, 40)))
+        .join(", ")}; allowed: generations, all_previous, reason`,
+    );
   const hasList = body.generations !== undefined;
   const hasAll = body.all_previous !== undefined;
   if (hasList === hasAll) invalid('give exactly one of "generations" (a list) or "all_previous": true');
   if (body.reason !== undefined && body.reason !== null && typeof body.reason !== "string") invalid("reason must be a string");
-  if (typeof body.reason === "string" && body.reason.length > MAX_REASON_LENGTH) invalid(`reason must be at most ${MAX_REASON_LENGTH} characters`);
+  if (typeof body.reason === "string" && body.reason.length > MAX_REASON_LENGTH)
+    invalid(`reason must be at most ${MAX_REASON_LENGTH} characters`);
   // The reason goes to the answer, the audit trail, logs and events: nothing key-shaped survives.
   const reason = typeof body.reason === "string" && body.reason.trim() !== "" ? redactSecrets(body.reason) : null;
   if (hasAll) {
@@ -56,7 +64,9 @@ export function parseRevokeBody(bytes: Uint8Array): RevokeRequest {
   const list = body.generations;
   if (!Array.isArray(list) || list.length === 0) return invalid("generations must be a non-empty list of generation numbers");
   if (list.length > MAX_GENERATIONS) invalid(`generations may name at most ${MAX_GENERATIONS} generations`);
-  for (const g of list) if (!Number.isSafeInteger(g) || (g as number) < 1) invalid(`generations must be whole numbers from 1, got ${JSON.stringify(g).slice(0, 40)}`);
+  for (const g of list)
+    if (!Number.isSafeInteger(g) || (g as number) < 1)
+      invalid(`generations must be whole numbers from 1, got ${JSON.stringify(g).slice(0, 40)}`);
   return { revoke: { generations: [...new Set(list as number[])].sort((a, b) => a - b) }, reason };
 }
 
@@ -69,7 +79,10 @@ export async function revokeRoute(request: Request, c: RequestContext): Promise<
   // A set removed from MODEL_SETS whose keys still run out their promises can be revoked too.
   const known =
     SET_ID.test(set) &&
-    (config.sets.has(set) || (await c.env.DB.prepare("SELECT 1 FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') LIMIT 1").bind(set).first()) !== null);
+    (config.sets.has(set) ||
+      (await c.env.DB.prepare("SELECT 1 FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') LIMIT 1")
+        .bind(set)
+        .first()) !== null);
   if (!known) fail(404, "unknown_model_set", "no such model set");
   // Checked here first so a refused request writes nothing (no lease taken, no run recorded);
   // the engine checks again under the lease, which decides when a rotation races this one.
@@ -80,24 +93,39 @@ export async function revokeRoute(request: Request, c: RequestContext): Promise<
   if (req.reason !== null) req.reason = await redactReason(c.env.DB, config.keyring, set, req.reason);
   const engine = createEngine(config, c.env, c.clock);
   const result = await runSet(engine, set, { trigger: "admin", mint: false, revoke: req.revoke, reason: req.reason });
-  if (result.outcome === "busy") fail(409, "rotation_in_progress", "another run of this set is in progress; retry after it", { "retry-after": String(result.retryAfterS) });
+  if (result.outcome === "busy")
+    fail(409, "rotation_in_progress", "another run of this set is in progress; retry after it", {
+      "retry-after": String(result.retryAfterS),
+    });
   deliverEvents(config, c.env.DB, result.events, c.ctx, { now: c.clock });
   const failure = result.failure;
   if (failure?.code === "is_current") fail(409, "is_current", failure.message);
   if (failure?.code === "unknown_generation") fail(404, "unknown_generation", failure.message);
   if (failure) {
     const upstream = failure.code.startsWith("upstream_");
-    throw new HttpError(upstream ? 502 : 503, upstream ? "upstream_failed" : "revoke_failed", failure.message, upstream ? {} : { "retry-after": "60" }, { model_set: set, revoked: result.revoked });
+    throw new HttpError(
+      upstream ? 502 : 503,
+      upstream ? "upstream_failed" : "revoke_failed",
+      failure.message,
+      upstream ? {} : { "retry-after": "60" },
+      { model_set: set, revoked: result.revoked },
+    );
   }
   if (result.revokePending.length > 0) {
     // Baseten did not confirm every delete: the revocation is recorded (revoke_at) and the next
     // tick retries it; the caller learns which generations are still live.
     const pending = result.revokePending.join(", ");
-    throw new HttpError(502, "upstream_failed", `Baseten did not confirm the delete of generation ${pending}; it stays recorded for revocation and the next cron tick retries`, {}, {
-      model_set: set,
-      revoked: result.revoked,
-      revoke_pending: result.revokePending,
-    });
+    throw new HttpError(
+      502,
+      "upstream_failed",
+      `Baseten did not confirm the delete of generation ${pending}; it stays recorded for revocation and the next cron tick retries`,
+      {},
+      {
+        model_set: set,
+        revoked: result.revoked,
+        revoke_pending: result.revokePending,
+      },
+    );
   }
   return json({ model_set: set, revoked: result.revoked, reason: req.reason });
 }
@@ -120,6 +148,7 @@ async function precheck(db: D1Database, set: string, target: RevokeTarget): Prom
   const unknown = named.filter((g) => !state.has(g));
   if (unknown.length > 0) fail(404, "unknown_generation", `model set ${set} has no generation ${unknown.join(", ")}`);
   const live = named.filter((g) => state.get(g) === "current" || state.get(g) === "pending");
-  if (live.length > 0) fail(409, "is_current", `generation ${live.join(", ")} is the current key (or being minted): rotate with revoke_previous instead`);
+  if (live.length > 0)
+    fail(409, "is_current", `generation ${live.join(", ")} is the current key (or being minted): rotate with revoke_previous instead`);
   return !named.some((g) => state.get(g) === "previous");
 }

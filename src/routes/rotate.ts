@@ -73,10 +73,17 @@ export function parseRotateBody(bytes: Uint8Array): RotateRequest {
   if (typeof value !== "object" || value === null || Array.isArray(value)) invalid("the body must be a JSON object");
   const body = value as Record<string, unknown>;
   const unknown = Object.keys(body).filter((k) => !FIELDS.has(k));
-  if (unknown.length > 0) invalid(`unknown field(s): ${unknown.slice(0, 5).map((k) => JSON.stringify(k.slice(0, 40))).join(", ")}; allowed: model_set, reason, revoke_previous`);
+  if (unknown.length > 0)
+    invalid(
+      `unknown field(s): ${unknown
+        .slice(0, 5)
+        .map((k) => JSON.stringify(k.slice(0, 40)))
+        .join(", ")}; allowed: model_set, reason, revoke_previous`,
+    );
   if (body.model_set !== undefined && typeof body.model_set !== "string") invalid("model_set must be a string");
   if (body.reason !== undefined && body.reason !== null && typeof body.reason !== "string") invalid("reason must be a string");
-  if (typeof body.reason === "string" && body.reason.length > MAX_REASON_LENGTH) invalid(`reason must be at most ${MAX_REASON_LENGTH} characters`);
+  if (typeof body.reason === "string" && body.reason.length > MAX_REASON_LENGTH)
+    invalid(`reason must be at most ${MAX_REASON_LENGTH} characters`);
   if (body.revoke_previous !== undefined && typeof body.revoke_previous !== "boolean") invalid("revoke_previous must be true or false");
   // A leak scanner may well quote the leaked key in its reason: the reason is echoed in the
   // response, the audit trail, the logs and events, so anything key-shaped is cut out first.
@@ -98,10 +105,17 @@ export interface ReceiptClaim {
 }
 
 /** Runs `set` now (mint regardless of schedule) and answers per the contract; events go out after. */
-export async function rotateNow(c: RotateContext, set: string, trigger: Trigger, req: RotateRequest, receipt?: ReceiptClaim): Promise<Response> {
+export async function rotateNow(
+  c: RotateContext,
+  set: string,
+  trigger: Trigger,
+  req: RotateRequest,
+  receipt?: ReceiptClaim,
+): Promise<Response> {
   const setConfig = SET_ID.test(set) ? c.config.sets.get(set) : undefined;
   if (!setConfig) fail(404, "unknown_model_set", "no such model set");
-  if (!setConfig.enabled) fail(409, "set_disabled", "the model set is disabled (enabled: false); enable it in MODEL_SETS to rotate it", { "retry-after": "60" });
+  if (!setConfig.enabled)
+    fail(409, "set_disabled", "the model set is disabled (enabled: false); enable it in MODEL_SETS to rotate it", { "retry-after": "60" });
   // The reason is stored, logged, sent and answered: the set's live secrets go first, in any form.
   if (req.reason !== null) req = { ...req, reason: await redactReason(c.env.DB, c.config.keyring, set, req.reason) };
   const engine = createEngine(c.config, c.env, c.clock);
@@ -138,7 +152,9 @@ export function rotationBody(r: RunReport, trigger: Trigger, req: RotateRequest)
 export function rotationResponse(result: RunResult, trigger: Trigger, req: RotateRequest): Response {
   switch (result.outcome) {
     case "busy":
-      return fail(409, "rotation_in_progress", "another rotation of this set is running; retry after it", { "retry-after": String(result.retryAfterS) });
+      return fail(409, "rotation_in_progress", "another rotation of this set is running; retry after it", {
+        "retry-after": String(result.retryAfterS),
+      });
     case "rejected": {
       const f = result.failure!;
       const retry = f.retryAfterS ? { "retry-after": String(f.retryAfterS) } : undefined;

@@ -40,10 +40,15 @@ export async function rotationWebhook(request: Request, c: RotateContext): Promi
 
   const claim = await claimReceipt(c.env.DB, id, now, CLAIM_STALE_MS);
   if (claim.kind === "stored") {
-    return new Response(claim.body, { status: claim.status, headers: { "content-type": "application/json; charset=utf-8", "idempotent-replayed": "true" } });
+    return new Response(claim.body, {
+      status: claim.status,
+      headers: { "content-type": "application/json; charset=utf-8", "idempotent-replayed": "true" },
+    });
   }
   if (claim.kind === "in_progress") {
-    fail(409, "rotation_in_progress", "a delivery with this webhook-id is being processed; retry to get its answer", { "retry-after": String(IN_PROGRESS_RETRY_S) });
+    fail(409, "rotation_in_progress", "a delivery with this webhook-id is being processed; retry to get its answer", {
+      "retry-after": String(IN_PROGRESS_RETRY_S),
+    });
   }
 
   let response: Response;
@@ -55,7 +60,8 @@ export async function rotationWebhook(request: Request, c: RotateContext): Promi
     response = errorResponse(err);
   }
   try {
-    if (isFinal(response.status)) await storeReceipt(c.env.DB, id, now, response.status, await response.clone().text(), now - RECEIPT_RETENTION_MS);
+    if (isFinal(response.status))
+      await storeReceipt(c.env.DB, id, now, response.status, await response.clone().text(), now - RECEIPT_RETENTION_MS);
     else await releaseReceipt(c.env.DB, id, now);
   } catch (err) {
     // The answer still goes out. An unstored final answer means a redelivery after the claim

@@ -82,16 +82,29 @@ async function main() {
       embed: { model_ids: ["qwer0987"], rotate_every: "1h", overlap: "10m" },
     }),
     CONSUMERS: JSON.stringify({ "billing-svc": { token_sha256: sha256Hex(consumerToken), model_sets: ["chat", "embed"] } }),
-    EVENT_WEBHOOKS: JSON.stringify([{ url: `${fake.url}/__sink/${mgmt}?status=500`, secret: `whsec_${b64(24)}`, events: ["rotation.failed"] }]),
+    EVENT_WEBHOOKS: JSON.stringify([
+      { url: `${fake.url}/__sink/${mgmt}?status=500`, secret: `whsec_${b64(24)}`, events: ["rotation.failed"] },
+    ]),
   };
 
-  const migrate = spawnSync(process.execPath, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", state], { cwd: ROOT, env: childEnv, encoding: "utf8" });
+  const migrate = spawnSync(process.execPath, [wrangler, "d1", "migrations", "apply", "DB", "--local", "--persist-to", state], {
+    cwd: ROOT,
+    env: childEnv,
+    encoding: "utf8",
+  });
   check(migrate.status === 0, `migrations: ${migrate.stdout}\n${migrate.stderr}`);
   // A set D1 still knows (removed from MODEL_SETS) whose name is markup: the page must show it as text.
   const insert = spawnSync(
     process.execPath,
     [
-      wrangler, "d1", "execute", "DB", "--local", "--persist-to", state, "--command",
+      wrangler,
+      "d1",
+      "execute",
+      "DB",
+      "--local",
+      "--persist-to",
+      state,
+      "--command",
       `INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at) VALUES ('${XSS_SET.replaceAll("'", "''")}', 1, 'previous', 'bkr-x-1-aaaa', '["m"]', 120000, 'xssprefx', ${Date.now() - 3_600_000}, ${Date.now() - 600_000}, ${Date.now() + 86_400_000}, ${Date.now() - 600_000})`,
     ],
     { cwd: ROOT, env: childEnv, encoding: "utf8" },
@@ -107,12 +120,21 @@ async function main() {
   const history = spawnSync(
     process.execPath,
     [
-      wrangler, "d1", "execute", "DB", "--local", "--persist-to", state, "--command",
+      wrangler,
+      "d1",
+      "execute",
+      "DB",
+      "--local",
+      "--persist-to",
+      state,
+      "--command",
       `INSERT INTO keys (model_set, generation, state, name, model_ids, overlap_ms, prefix, created_at, refresh_at, expires_at, replaced_at, revoked_at) VALUES ${[
         row(1, "revoked", t - 3 * H, t - 2 * H, t - 2 * H + H / 4 + 40_000),
         row(2, "revoked", t - 2 * H, t - H + 120_000, t - H + H / 4 + 160_000),
         row(3, "previous", t - H + 120_000, t - 60_000, null),
-      ].join(", ")}; INSERT INTO audit (model_set, generation, action, trigger, reason, at) VALUES ('chat', NULL, 'failed', 'cron', 'mint: Baseten answered 503: unavailable', ${t - H - 600_000}), ('chat', NULL, 'failed', 'cron', 'mint: Baseten answered 503: unavailable', ${t - H - 540_000})`,
+      ].join(
+        ", ",
+      )}; INSERT INTO audit (model_set, generation, action, trigger, reason, at) VALUES ('chat', NULL, 'failed', 'cron', 'mint: Baseten answered 503: unavailable', ${t - H - 600_000}), ('chat', NULL, 'failed', 'cron', 'mint: Baseten answered 503: unavailable', ${t - H - 540_000})`,
     ],
     { cwd: ROOT, env: childEnv, encoding: "utf8" },
   );
@@ -120,7 +142,21 @@ async function main() {
 
   const port = await freePort();
   const inspector = await freePort();
-  const args = [wrangler, "dev", "--local", "--test-scheduled", "--ip", "127.0.0.1", "--port", String(port), "--inspector-port", String(inspector), "--persist-to", state, "--show-interactive-dev-session=false"];
+  const args = [
+    wrangler,
+    "dev",
+    "--local",
+    "--test-scheduled",
+    "--ip",
+    "127.0.0.1",
+    "--port",
+    String(port),
+    "--inspector-port",
+    String(inspector),
+    "--persist-to",
+    state,
+    "--show-interactive-dev-session=false",
+  ];
   for (const [k, v] of Object.entries(vars)) args.push("--var", `${k}:${v}`);
   dev = spawn(process.execPath, args, { cwd: ROOT, env: childEnv, stdio: ["ignore", "pipe", "pipe"], detached: true });
   dev.stdout!.on("data", (d) => (devLog += d));
@@ -130,13 +166,20 @@ async function main() {
   for (;;) {
     check(dev.exitCode === null, `wrangler dev exited:\n${devLog}`);
     check(Date.now() < until, `the worker did not answer within 90 s:\n${devLog}`);
-    const ok = await fetch(`${base}/healthz`).then((r) => r.status === 200, () => false);
+    const ok = await fetch(`${base}/healthz`).then(
+      (r) => r.status === 200,
+      () => false,
+    );
     if (ok) break;
     await sleep(300);
   }
   console.log(`worker at ${base}, fake Baseten at ${fake.url}`);
 
-  const adminFetch = (p: string, init: RequestInit = {}) => fetch(`${base}${p}`, { ...init, headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json", ...(init.headers as Record<string, string>) } });
+  const adminFetch = (p: string, init: RequestInit = {}) =>
+    fetch(`${base}${p}`, {
+      ...init,
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json", ...(init.headers as Record<string, string>) },
+    });
   const status = async () => (await (await adminFetch("/v1/admin/status")).json()) as Status;
 
   // The cron replaces chat's g3 and mints embed's first key; embed then fails once (Baseten 500).
@@ -144,7 +187,10 @@ async function main() {
   await control("faults", { method: "POST", body: JSON.stringify({ faults: [{ op: "mint", kind: "500" }] }) });
   check((await adminFetch("/v1/admin/rotate/embed", { method: "POST" })).status === 502, "embed fails");
   const consumerRes = await fetch(`${base}/v1/keys/chat`, { headers: { authorization: `Bearer ${consumerToken}` } });
-  check(consumerRes.status === 200, `consumer fetch: ${consumerRes.status} ${await consumerRes.text()} ${JSON.stringify((await status()).sets[0])}`);
+  check(
+    consumerRes.status === 200,
+    `consumer fetch: ${consumerRes.status} ${await consumerRes.text()} ${JSON.stringify((await status()).sets[0])}`,
+  );
   // The failed run's event delivery fails for good (the sink answers 500): wait for the record.
   for (let i = 0; i < 40 && (await status()).event_failures.length === 0; i++) await sleep(250);
   const before = await status();
@@ -155,7 +201,15 @@ async function main() {
   const context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
     viewport: { width: 1280, height: 800 },
   });
   cleanups.unshift(() => context.close());
@@ -182,19 +236,32 @@ async function main() {
       title: c.querySelector("h2")!.textContent,
       generation: c.querySelector("[data-testid=generation]")!.textContent,
       liveKeys: c.querySelector("[data-testid=live-keys]")!.textContent,
-      bars: [...c.querySelectorAll("g.tl-gen")].map((g) => ({ generation: Number(g.getAttribute("data-generation")), state: g.getAttribute("data-state"), start: g.getAttribute("data-start"), current: g.classList.contains("current") })),
+      bars: [...c.querySelectorAll("g.tl-gen")].map((g) => ({
+        generation: Number(g.getAttribute("data-generation")),
+        state: g.getAttribute("data-state"),
+        start: g.getAttribute("data-start"),
+        current: g.classList.contains("current"),
+      })),
       failed: c.querySelectorAll(".tl-failed").length,
       refresh: c.querySelector(".tl-refresh")?.getAttribute("data-refresh-at") ?? null,
       rotate: c.querySelector("button[data-action=rotate]") !== null,
     })),
   );
-  equal(shown.map((x) => x.set), [...s.sets.filter((x) => x.configured !== false), ...s.sets.filter((x) => x.configured === false)].map((x) => x.model_set), "one card per set: configured ones first");
+  equal(
+    shown.map((x) => x.set),
+    [...s.sets.filter((x) => x.configured !== false), ...s.sets.filter((x) => x.configured === false)].map((x) => x.model_set),
+    "one card per set: configured ones first",
+  );
   for (const set of s.sets) {
     const card = shown.find((x) => x.set === set.model_set)!;
     equal(card.title, set.model_set, `${set.model_set}: title as text`);
     equal(card.generation, set.generation === null ? "none yet" : String(set.generation), `${set.model_set}: generation`);
     equal(card.liveKeys, String((set.generation === null ? 0 : 1) + set.previous.length), `${set.model_set}: live keys`);
-    equal(card.bars, set.history.map((h) => ({ generation: h.generation, state: h.state, start: h.created_at, current: h.state === "current" })), `${set.model_set}: one bar per generation`);
+    equal(
+      card.bars,
+      set.history.map((h) => ({ generation: h.generation, state: h.state, start: h.created_at, current: h.state === "current" })),
+      `${set.model_set}: one bar per generation`,
+    );
     equal(card.failed, set.failures.length, `${set.model_set}: failed runs marked`);
     equal(card.refresh, set.refresh_at, `${set.model_set}: next refresh_at`);
   }
@@ -209,11 +276,18 @@ async function main() {
   equal(await page.locator("#consumers-body tr[data-consumer]").count(), s.consumers.length, "consumers listed");
 
   // The token: sessionStorage only, never a URL.
-  const storage = await page.evaluate(() => ({ session: sessionStorage.getItem("bkr.adminToken"), local: localStorage.length, url: (globalThis as unknown as { location: { href: string } }).location.href }));
+  const storage = await page.evaluate(() => ({
+    session: sessionStorage.getItem("bkr.adminToken"),
+    local: localStorage.length,
+    url: (globalThis as unknown as { location: { href: string } }).location.href,
+  }));
   equal(storage.session, adminToken, "token in sessionStorage");
   equal(storage.local, 0, "nothing in localStorage");
   check(!requested.some((u) => u.includes(adminToken)), "token never in a URL");
-  check(requested.every((u) => u.startsWith(base)), `same-origin requests only: ${requested.filter((u) => !u.startsWith(base)).join(", ")}`);
+  check(
+    requested.every((u) => u.startsWith(base)),
+    `same-origin requests only: ${requested.filter((u) => !u.startsWith(base)).join(", ")}`,
+  );
 
   await page.screenshot({ path: path.join(ROOT, "docs", "operator-page.png") });
   console.log("saved docs/operator-page.png (1280x800)");
@@ -231,13 +305,22 @@ async function main() {
   await chatRotate.click();
   await page.locator("#rotate-reason").fill("browser test");
   await page.locator("#confirm-ok").click();
-  await page.locator("#notice", { hasText: "Rotated chat to generation 5" }).waitFor({ timeout: 10_000 }).catch(async (err) => {
-    throw new Error(`${(err as Error).message}\nnotice: ${await page.locator("#notice").textContent()}\ndialog error: ${await page.locator("#confirm-error").textContent()}`);
-  });
+  await page
+    .locator("#notice", { hasText: "Rotated chat to generation 5" })
+    .waitFor({ timeout: 10_000 })
+    .catch(async (err) => {
+      throw new Error(
+        `${(err as Error).message}\nnotice: ${await page.locator("#notice").textContent()}\ndialog error: ${await page.locator("#confirm-error").textContent()}`,
+      );
+    });
   await page.locator(`article.set[data-set="chat"] [data-testid=generation]`, { hasText: "5" }).waitFor();
   const afterRotate = (await status()).sets.find((x) => x.model_set === "chat")!;
   equal(afterRotate.generation, 5, "status agrees: generation 5");
-  equal(await page.locator(`article.set[data-set="chat"] g.tl-gen.current`).getAttribute("data-generation"), "5", "the new generation is the highlighted bar");
+  equal(
+    await page.locator(`article.set[data-set="chat"] g.tl-gen.current`).getAttribute("data-generation"),
+    "5",
+    "the new generation is the highlighted bar",
+  );
 
   // Emergency revoke of generation 3: checkbox, the set name typed, confirm.
   await page.locator(`article.set[data-set="chat"] button[data-action=revoke]`).click();
@@ -248,14 +331,19 @@ async function main() {
   await page.locator("#confirm-ok").click();
   await page.locator("#notice", { hasText: "Revoked generation 3 of chat" }).waitFor();
   const chat = (await status()).sets.find((x) => x.model_set === "chat")!;
-  equal(chat.previous.map((p) => p.generation), [4], "generation 3 revoked, 4 still live");
+  equal(
+    chat.previous.map((p) => p.generation),
+    [4],
+    "generation 3 revoked, 4 still live",
+  );
   await page.locator(`article.set[data-set="chat"] g.tl-gen[data-generation="3"][data-state="revoked"]`).waitFor({ state: "attached" });
 
   // Phone width: no sideways scrolling, everything still there.
   await page.setViewportSize({ width: 390, height: 844 });
   await sleep(400);
   const widths = await page.evaluate(() => {
-    const root = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document.documentElement;
+    const root = (globalThis as unknown as { document: { documentElement: { scrollWidth: number; clientWidth: number } } }).document
+      .documentElement;
     return { scroll: root.scrollWidth, client: root.clientWidth };
   });
   check(widths.scroll <= widths.client + 1, `no horizontal scroll at phone width (${widths.scroll} > ${widths.client})`);
@@ -272,11 +360,23 @@ async function main() {
     config_problems: [`MODEL_SETS.x: <b id="inj">bad</b>`],
     engine: { last_tick_at: null, stalled: true },
     consumers: [
-      { name: `<i id="inj2">svc</i>`, kind: "oidc", model_sets: ["chat"], seen: [{ model_set: "chat", generation: 4, at: new Date().toISOString(), lagging: true }] },
-      { name: "fresh-svc", kind: "token", model_sets: ["chat"], seen: [{ model_set: "chat", generation: 5, at: new Date().toISOString(), lagging: false }] },
+      {
+        name: `<i id="inj2">svc</i>`,
+        kind: "oidc",
+        model_sets: ["chat"],
+        seen: [{ model_set: "chat", generation: 4, at: new Date().toISOString(), lagging: true }],
+      },
+      {
+        name: "fresh-svc",
+        kind: "token",
+        model_sets: ["chat"],
+        seen: [{ model_set: "chat", generation: 5, at: new Date().toISOString(), lagging: false }],
+      },
     ],
   };
-  await page.route("**/v1/admin/status", (route) => route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(injected) }));
+  await page.route("**/v1/admin/status", (route) =>
+    route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(injected) }),
+  );
   await page.locator("#refresh").click();
   await page.locator("#config-problems li").waitFor();
   equal(await page.locator("#config-problems li").textContent(), injected.config_problems[0], "config problem shown as text");

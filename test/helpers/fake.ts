@@ -9,8 +9,19 @@
 export type FakeOp = "mint" | "list" | "revoke" | "predict";
 export type FakeKeyType = "PERSONAL" | "WORKSPACE_MANAGE_ALL" | "WORKSPACE_EXPORT_METRICS" | "WORKSPACE_INVOKE";
 export type FaultKind =
-  | "429" | "500" | "502" | "503" | "401" | "403" | "stall" | "refuse" | "malformed" | "empty"
-  | "lost_after_commit" | "malformed_after_commit" | "empty_after_commit";
+  | "429"
+  | "500"
+  | "502"
+  | "503"
+  | "401"
+  | "403"
+  | "stall"
+  | "refuse"
+  | "malformed"
+  | "empty"
+  | "lost_after_commit"
+  | "malformed_after_commit"
+  | "empty_after_commit";
 
 export interface Fault {
   op: FakeOp | "any";
@@ -106,11 +117,21 @@ export function fakeTenant(baseUrl: string, tenant?: string): FakeTenant {
     keys: async () => (await call<{ keys: FakeKey[] }>("GET", "keys")).keys,
     liveKeys: async () => (await call<{ keys: FakeKey[] }>("GET", "keys?live=1")).keys.filter((k) => k.revoked_at === null),
     calls: () => call("GET", "calls"),
-    fault: async (...faults) => { await call("POST", "faults", { faults }); },
-    clearFaults: async () => { await call("DELETE", "faults"); },
-    latency: async (ms) => { await call("POST", "latency", { ms }); },
-    reset: async () => { await call("POST", "reset"); },
-    setTeams: async (teams) => { await call("POST", "teams", { teams }); },
+    fault: async (...faults) => {
+      await call("POST", "faults", { faults });
+    },
+    clearFaults: async () => {
+      await call("DELETE", "faults");
+    },
+    latency: async (ms) => {
+      await call("POST", "latency", { ms });
+    },
+    reset: async () => {
+      await call("POST", "reset");
+    },
+    setTeams: async (teams) => {
+      await call("POST", "teams", { teams });
+    },
     teamKeys: async (team) => (await call<{ keys: FakeKey[] }>("GET", `keys?team=${encodeURIComponent(team)}`)).keys,
     predictUrl: (modelId) => `${root}/model/${encodeURIComponent(modelId)}/predict`,
     createKey: async (name, model_ids, type = "WORKSPACE_INVOKE") =>

@@ -82,14 +82,19 @@ export class FaultPlan {
   /** @internal the first armed D1 rule matching this call, consumed. */
   takeD1(op: D1Op, sqls: string[]): D1Rule | null {
     const i = this.d1Rules.findIndex(
-      ({ rule }) => (rule.op === undefined || rule.op === "any" || rule.op === op) && (rule.match === undefined || sqls.some((s) => matches(s, rule.match!))),
+      ({ rule }) =>
+        (rule.op === undefined || rule.op === "any" || rule.op === op) &&
+        (rule.match === undefined || sqls.some((s) => matches(s, rule.match!))),
     );
     return this.consume(this.d1Rules, i, `d1:${op}`);
   }
 
   /** @internal */
   takeKV(op: KVOp, key: string): KVRule | null {
-    const i = this.kvRules.findIndex(({ rule }) => (rule.op === undefined || rule.op === "any" || rule.op === op) && (rule.match === undefined || key.includes(rule.match)));
+    const i = this.kvRules.findIndex(
+      ({ rule }) =>
+        (rule.op === undefined || rule.op === "any" || rule.op === op) && (rule.match === undefined || key.includes(rule.match)),
+    );
     return this.consume(this.kvRules, i, `kv:${op}`);
   }
 
@@ -226,7 +231,8 @@ export function faultyKV(kv: KVNamespace, plan: FaultPlan, options: KVOptions = 
         }
         return (kv.get as (k: string, o?: unknown) => Promise<unknown>)(key, opts);
       }),
-    getWithMetadata: (key: string, opts?: unknown) => op("getWithMetadata", key, () => (kv.getWithMetadata as (k: string, o?: unknown) => Promise<unknown>)(key, opts)),
+    getWithMetadata: (key: string, opts?: unknown) =>
+      op("getWithMetadata", key, () => (kv.getWithMetadata as (k: string, o?: unknown) => Promise<unknown>)(key, opts)),
     put: (key: string, value: string, opts?: { metadata?: unknown }) =>
       op("put", key, async () => {
         await kv.put(key, value, opts as KVNamespacePutOptions);
@@ -250,7 +256,11 @@ let tableNames: string[] | undefined;
 export async function dumpStorage(db: D1Database, kv: KVNamespace): Promise<string> {
   const out: Record<string, unknown> = {};
   tableNames ??= (
-    await db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'd1_%' ORDER BY name").all<{ name: string }>()
+    await db
+      .prepare(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%' AND name NOT LIKE 'd1_%' ORDER BY name",
+      )
+      .all<{ name: string }>()
   ).results.map((r) => r.name);
   const results = await db.batch(tableNames.map((t) => db.prepare(`SELECT * FROM "${t}" ORDER BY rowid`)));
   tableNames.forEach((t, i) => (out[t] = results[i]!.results));

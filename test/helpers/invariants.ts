@@ -26,7 +26,9 @@ export interface Row {
 
 export async function rows(set?: string): Promise<Row[]> {
   const sql = "SELECT model_set, generation, state, name, prefix, created_at, refresh_at, expires_at, replaced_at, revoked_at FROM keys";
-  const stmt = set ? env.DB.prepare(`${sql} WHERE model_set = ?1 ORDER BY generation`).bind(set) : env.DB.prepare(`${sql} ORDER BY model_set, generation`);
+  const stmt = set
+    ? env.DB.prepare(`${sql} WHERE model_set = ?1 ORDER BY generation`).bind(set)
+    : env.DB.prepare(`${sql} ORDER BY model_set, generation`);
   return (await stmt.all<Row>()).results;
 }
 
@@ -57,7 +59,10 @@ export async function expectConverged(w: World, set: string, consumer = Object.k
   const setRows = await rows(set);
   const current = setRows.filter((r) => r.state === "current");
   expect(current.length, `${set}: exactly one current key`).toBe(1);
-  expect(setRows.filter((r) => r.state === "pending"), `${set}: no pending rows`).toEqual([]);
+  expect(
+    setRows.filter((r) => r.state === "pending"),
+    `${set}: no pending rows`,
+  ).toEqual([]);
   expect(await kvGeneration(set), `${set}: KV agrees with D1`).toBe(current[0]!.generation);
   const { live, known } = await expectNoUntrackedKeys(w);
   const livePrefixes = new Set(live.map((k) => k.prefix));
@@ -87,14 +92,23 @@ export function elsewhere(w: World): World["getKey"] {
   const app = createApp({ clock: w.clock.now });
   return async (set: string, consumer = Object.keys(w.tokens)[0]!) => {
     const ctx = createExecutionContext();
-    const res = await app.fetch(new Request(`https://rotator.test/v1/keys/${set}`, { headers: { authorization: `Bearer ${w.tokens[consumer]}` } }), otherEnv, ctx);
+    const res = await app.fetch(
+      new Request(`https://rotator.test/v1/keys/${set}`, { headers: { authorization: `Bearer ${w.tokens[consumer]}` } }),
+      otherEnv,
+      ctx,
+    );
     await waitOnExecutionContext(ctx);
     return res;
   };
 }
 
 /** The document a consumer gets now (here, or through `via` another location), and that its key is live at the fake. */
-export async function servedLive(w: World, set = "demo", consumer = Object.keys(w.tokens)[0]!, via: World["getKey"] = (s, c) => w.getKey(s, c)): Promise<KeyDocument> {
+export async function servedLive(
+  w: World,
+  set = "demo",
+  consumer = Object.keys(w.tokens)[0]!,
+  via: World["getKey"] = (s, c) => w.getKey(s, c),
+): Promise<KeyDocument> {
   const res = await via(set, consumer);
   expect(res.status, `GET /v1/keys/${set}`).toBe(200);
   const doc = (await res.json()) as KeyDocument;
@@ -151,7 +165,10 @@ export function promiseBook() {
       const now = w.clock.now();
       for (const [prefix, until] of served) {
         if (live.has(prefix) || exempt.has(prefix)) continue;
-        expect(until, `key ${prefix} was revoked by ${new Date(now).toISOString()} but promised until ${new Date(until).toISOString()}`).toBeLessThanOrEqual(now);
+        expect(
+          until,
+          `key ${prefix} was revoked by ${new Date(now).toISOString()} but promised until ${new Date(until).toISOString()}`,
+        ).toBeLessThanOrEqual(now);
       }
     },
   };

@@ -128,12 +128,19 @@ export async function startOidcIssuer(port = 0): Promise<OidcIssuer> {
         }
         if (alg === "HS256-public") {
           const rs = t.keys.get("RS256")!;
-          const token = await new SignJWT(claims).setProtectedHeader({ alg: "HS256", kid: rs.kid, typ: "JWT" }).sign(new TextEncoder().encode(rs.spki));
+          const token = await new SignJWT(claims)
+            .setProtectedHeader({ alg: "HS256", kid: rs.kid, typ: "JWT" })
+            .sign(new TextEncoder().encode(rs.spki));
           return send(200, { token });
         }
         const a = alg as "RS256" | "ES256";
         const key = body.unpublished ? t.unpublished.get(a)! : t.keys.get(a)!;
-        const header = { alg: a, kid: (body.kid as string | undefined) ?? key.kid, typ: "JWT", ...(body.header as Record<string, unknown>) };
+        const header = {
+          alg: a,
+          kid: (body.kid as string | undefined) ?? key.kid,
+          typ: "JWT",
+          ...(body.header as Record<string, unknown>),
+        };
         const token = await new SignJWT(claims).setProtectedHeader(header).sign(key.privateKey);
         return send(200, { token });
       }

@@ -12,13 +12,21 @@ export const METRICS_TOKEN = `mt_${"k".repeat(8)}${crypto.randomUUID().replaceAl
 export const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 export const admin = (w: World) => bearer(w.env.ADMIN_TOKEN!);
 
-export async function adminJson<T = unknown>(w: World, path: string, init: RequestInit = {}): Promise<{ status: number; body: T; res: Response }> {
+export async function adminJson<T = unknown>(
+  w: World,
+  path: string,
+  init: RequestInit = {},
+): Promise<{ status: number; body: T; res: Response }> {
   const res = await w.request(path, { ...init, headers: { ...admin(w), ...(init.headers as Record<string, string> | undefined) } });
   return { status: res.status, body: (await res.json()) as T, res };
 }
 
 export const postJson = (w: World, path: string, body: unknown, headers: Record<string, string> = admin(w)) =>
-  w.request(path, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  w.request(path, {
+    method: "POST",
+    headers: { ...headers, "content-type": "application/json" },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
 
 export interface Refusal {
   status: number;

@@ -124,7 +124,10 @@ interface ArmedHook {
 function opMatches(pattern: OpPattern, info: OpInfo): boolean {
   if (pattern === "any" || pattern === info.op) return true;
   if (pattern.endsWith(":*")) return info.op.startsWith(pattern.slice(0, -1));
-  if (pattern === "d1:write") return info.op.startsWith("d1:") && info.detail.some((s) => /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i.test(s) || /\bRETURNING\b/i.test(s));
+  if (pattern === "d1:write")
+    return (
+      info.op.startsWith("d1:") && info.detail.some((s) => /^\s*(INSERT|UPDATE|DELETE|REPLACE)\b/i.test(s) || /\bRETURNING\b/i.test(s))
+    );
   return false;
 }
 
@@ -247,7 +250,8 @@ export async function makePlatform(options: PlatformOptions = {}) {
     for (const h of hooks) {
       const a = h.hook.armedBy;
       if (h.armed || !a) continue;
-      if (opMatches(a.op, info) && textMatches(a.match, info.detail) && (a.location === undefined || a.location === info.location)) h.armed = true;
+      if (opMatches(a.op, info) && textMatches(a.match, info.detail) && (a.location === undefined || a.location === info.location))
+        h.armed = true;
     }
   }
 
@@ -295,18 +299,23 @@ export async function makePlatform(options: PlatformOptions = {}) {
   const d1Error = () => new Error("D1_ERROR: Network connection lost.");
 
   async function d1Call<T>(op: D1Op, sqls: string[], run: () => Promise<T>): Promise<T> {
-    return io({ op: `d1:${op}`, detail: sqls, location: null }, latency.d1, async () => {
-      const rule = plan.takeD1(op, sqls);
-      if (!rule) return run();
-      if (rule.holdUntil) {
-        const r = await run();
-        await rule.holdUntil;
-        return r;
-      }
-      if (!rule.after) throw d1Error();
-      await run();
-      throw d1Error();
-    }, d1Error);
+    return io(
+      { op: `d1:${op}`, detail: sqls, location: null },
+      latency.d1,
+      async () => {
+        const rule = plan.takeD1(op, sqls);
+        if (!rule) return run();
+        if (rule.holdUntil) {
+          const r = await run();
+          await rule.holdUntil;
+          return r;
+        }
+        if (!rule.after) throw d1Error();
+        await run();
+        throw d1Error();
+      },
+      d1Error,
+    );
   }
 
   function wrapStatement(real: D1PreparedStatement, sql: string): Stmt {
@@ -369,18 +378,23 @@ export async function makePlatform(options: PlatformOptions = {}) {
     const lists = new Map<string, { result: unknown; until: number }>();
 
     async function kvCall<T>(op: KVOp, key: string, run: () => Promise<T>): Promise<T> {
-      return io({ op: `kv:${op}`, detail: [key], location: name }, latency.kv, async () => {
-        const rule = plan.takeKV(op, key);
-        if (!rule) return run();
-        if (rule.holdUntil) {
-          const r = await run();
-          await rule.holdUntil;
-          return r;
-        }
-        if (!rule.after) throw kvError(op);
-        await run();
-        throw kvError(op);
-      }, () => kvError(op));
+      return io(
+        { op: `kv:${op}`, detail: [key], location: name },
+        latency.kv,
+        async () => {
+          const rule = plan.takeKV(op, key);
+          if (!rule) return run();
+          if (rule.holdUntil) {
+            const r = await run();
+            await rule.holdUntil;
+            return r;
+          }
+          if (!rule.after) throw kvError(op);
+          await run();
+          throw kvError(op);
+        },
+        () => kvError(op),
+      );
     }
 
     /** The value and metadata as this location sees them now (its edge copy while fresh). */
@@ -395,7 +409,8 @@ export async function makePlatform(options: PlatformOptions = {}) {
       return entry;
     }
 
-    const parse = (opts: unknown): { type?: string; cacheTtl?: number } => (typeof opts === "string" ? { type: opts } : ((opts as { type?: string; cacheTtl?: number } | undefined) ?? {}));
+    const parse = (opts: unknown): { type?: string; cacheTtl?: number } =>
+      typeof opts === "string" ? { type: opts } : ((opts as { type?: string; cacheTtl?: number } | undefined) ?? {});
 
     return {
       get: (key: string, opts?: unknown) =>
@@ -413,7 +428,8 @@ export async function makePlatform(options: PlatformOptions = {}) {
         kvCall("put", key, async () => {
           const text = await asText(value);
           await origin.put(key, text, opts);
-          if (options.localWritesVisible) edge.set(key, { value: text, metadata: opts?.metadata ?? null, until: clock.now() + kvDefaultTtl });
+          if (options.localWritesVisible)
+            edge.set(key, { value: text, metadata: opts?.metadata ?? null, until: clock.now() + kvDefaultTtl });
         }),
       delete: (key: string) =>
         kvCall("delete", key, async () => {
@@ -452,25 +468,44 @@ export async function makePlatform(options: PlatformOptions = {}) {
     const url = new URL(request.url);
     const op = apiBase && request.url.startsWith(apiBase) ? basetenOp(request.method, url.pathname) : null;
     if (!op) return realFetch(input, init);
-    const call: BasetenCall = { op, path: url.pathname, sentAt: clock.now(), nested: depth > 0, answeredAt: 0, status: null, prefix: op === "revoke" ? decodeURIComponent(url.pathname.split("/").pop()!) : null };
+    const call: BasetenCall = {
+      op,
+      path: url.pathname,
+      sentAt: clock.now(),
+      nested: depth > 0,
+      answeredAt: 0,
+      status: null,
+      prefix: op === "revoke" ? decodeURIComponent(url.pathname.split("/").pop()!) : null,
+    };
     basetenCalls.push(call);
     const body = request.method === "GET" ? undefined : await request.text();
     try {
-      const res = await io({ op: `baseten:${op}`, detail: [url.pathname], location: null }, latency.baseten, async () => {
-        const r = await realFetch(request.url, { method: request.method, headers: request.headers, body, signal: init?.signal ?? request.signal });
-        const text = await r.text();
-        call.status = r.status;
-        if (op === "revoke" && (r.status === 200 || r.status === 404) && call.prefix && !revokedAt.has(call.prefix)) revokedAt.set(call.prefix, clock.now());
-        if (op === "mint" && r.status === 200) {
-          try {
-            const k = (JSON.parse(text) as { api_key?: string }).api_key;
-            if (typeof k === "string") call.prefix = prefixOf(k);
-          } catch {
-            /* malformed answer: the engine sees it too */
+      const res = await io(
+        { op: `baseten:${op}`, detail: [url.pathname], location: null },
+        latency.baseten,
+        async () => {
+          const r = await realFetch(request.url, {
+            method: request.method,
+            headers: request.headers,
+            body,
+            signal: init?.signal ?? request.signal,
+          });
+          const text = await r.text();
+          call.status = r.status;
+          if (op === "revoke" && (r.status === 200 || r.status === 404) && call.prefix && !revokedAt.has(call.prefix))
+            revokedAt.set(call.prefix, clock.now());
+          if (op === "mint" && r.status === 200) {
+            try {
+              const k = (JSON.parse(text) as { api_key?: string }).api_key;
+              if (typeof k === "string") call.prefix = prefixOf(k);
+            } catch {
+              /* malformed answer: the engine sees it too */
+            }
           }
-        }
-        return new Response(text, { status: r.status, headers: r.headers });
-      }, fetchError);
+          return new Response(text, { status: r.status, headers: r.headers });
+        },
+        fetchError,
+      );
       call.answeredAt = clock.now();
       return res;
     } catch (err) {
@@ -526,8 +561,24 @@ export async function makePlatform(options: PlatformOptions = {}) {
         const at = clock.now();
         const res = await loc.request(`/v1/keys/${set}`, { ...init, headers });
         if (res.status === 200) {
-          const doc = (await res.clone().json()) as { model_set: string; generation: number; api_key: string; model_ids: string[]; refresh_at: string; expires_at: string };
-          served.push({ location: name, at, model_set: doc.model_set, generation: doc.generation, prefix: prefixOf(doc.api_key), model_ids: doc.model_ids, refresh_at: Date.parse(doc.refresh_at), expires_at: Date.parse(doc.expires_at) });
+          const doc = (await res.clone().json()) as {
+            model_set: string;
+            generation: number;
+            api_key: string;
+            model_ids: string[];
+            refresh_at: string;
+            expires_at: string;
+          };
+          served.push({
+            location: name,
+            at,
+            model_set: doc.model_set,
+            generation: doc.generation,
+            prefix: prefixOf(doc.api_key),
+            model_ids: doc.model_ids,
+            refresh_at: Date.parse(doc.refresh_at),
+            expires_at: Date.parse(doc.expires_at),
+          });
         }
         return res;
       },
@@ -579,11 +630,19 @@ export async function makePlatform(options: PlatformOptions = {}) {
     },
     /** D1's rows of a set (read outside the model: no simulated time passes). */
     async rows(set: string): Promise<KeyRowView[]> {
-      return (await realDB.prepare("SELECT model_set, generation, state, prefix FROM keys WHERE model_set = ?1 ORDER BY generation").bind(set).all<KeyRowView>()).results;
+      return (
+        await realDB
+          .prepare("SELECT model_set, generation, state, prefix FROM keys WHERE model_set = ?1 ORDER BY generation")
+          .bind(set)
+          .all<KeyRowView>()
+      ).results;
     },
     /** "demo gen 3" for a prefix, from D1. */
     async nameOf(prefix: string): Promise<string> {
-      const r = await realDB.prepare("SELECT model_set, generation FROM keys WHERE prefix = ?1").bind(prefix).first<{ model_set: string; generation: number }>();
+      const r = await realDB
+        .prepare("SELECT model_set, generation FROM keys WHERE prefix = ?1")
+        .bind(prefix)
+        .first<{ model_set: string; generation: number }>();
       return r ? `${r.model_set} gen ${r.generation}` : prefix;
     },
     hook(...hs: Hook[]) {
@@ -690,7 +749,10 @@ export async function brokenPromises(p: Platform, exempt: Set<string> = new Set(
 export const iso = (ms: number) => new Date(ms).toISOString();
 
 export function describeViolations(vs: PromiseViolation[], gen: (prefix: string) => string = (p) => p): string[] {
-  return vs.map((v) => `key ${gen(v.prefix)} revoked at ${iso(v.revokedAt)} but ${v.location} served it at ${iso(v.servedAt)} promising ${iso(v.promised)}`);
+  return vs.map(
+    (v) =>
+      `key ${gen(v.prefix)} revoked at ${iso(v.revokedAt)} but ${v.location} served it at ${iso(v.servedAt)} promising ${iso(v.promised)}`,
+  );
 }
 
 export interface StaleServing {
@@ -710,11 +772,15 @@ export function servedAfterRevocation(p: Platform, graceMs = 65_000): StaleServi
   const out: StaleServing[] = [];
   for (const d of p.served) {
     const r = p.revokedAt.get(d.prefix);
-    if (r !== undefined && d.at > r + graceMs) out.push({ location: d.location, servedAt: d.at, revokedAt: r, prefix: d.prefix, generation: d.generation });
+    if (r !== undefined && d.at > r + graceMs)
+      out.push({ location: d.location, servedAt: d.at, revokedAt: r, prefix: d.prefix, generation: d.generation });
   }
   return out;
 }
 
 export function describeStale(vs: StaleServing[]): string[] {
-  return vs.map((v) => `${v.location} served gen ${v.generation} at ${iso(v.servedAt)}, ${Math.round((v.servedAt - v.revokedAt) / 1000)} s after it was revoked`);
+  return vs.map(
+    (v) =>
+      `${v.location} served gen ${v.generation} at ${iso(v.servedAt)}, ${Math.round((v.servedAt - v.revokedAt) / 1000)} s after it was revoked`,
+  );
 }

@@ -46,6 +46,12 @@ export function redeploy(w: World, vars: Partial<Record<keyof Env, unknown>>) {
 
 export interface AdminStatus {
   sets: { model_set: string; generation: number | null; last_run: { outcome: string; error: string | null } | null }[];
-  encryption: { primary: string; configured: string[]; sealed_by: Record<string, number>; unattributed: number; undecryptable: { count: number; model_sets: string[] } } | null;
+  encryption: {
+    primary: string;
+    configured: string[];
+    sealed_by: Record<string, number>;
+    unattributed: number;
+    undecryptable: { count: number; model_sets: string[] };
+  } | null;
   management_key: { ok: boolean | null; checked_at: string | null; error: string | null };
 }

@@ -96,30 +96,78 @@ interface Injection {
 const OPS = ["mint", "list", "revoke"] as const;
 
 /** Every fault of the existing catalogue (reliability items 1-3) and of the platform model. */
-function catalogue(ctx: { p: () => Platform; webhook: (set: string, revokePrevious: boolean) => Promise<unknown>; readAll: () => Promise<void> }): ((r: Rng) => Injection)[] {
+function catalogue(ctx: {
+  p: () => Platform;
+  webhook: (set: string, revokePrevious: boolean) => Promise<unknown>;
+  readAll: () => Promise<void>;
+}): ((r: Rng) => Injection)[] {
   return [
     // 1. upstream
-    (r) => ({ kind: "upstream 429 retry_after", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "429", retry_after: r.pick([0, 0.2, 1, 5, 120]), retry_after_header: r.chance(0.5), count: r.int(1, 4) }] }),
+    (r) => ({
+      kind: "upstream 429 retry_after",
+      fake: [
+        {
+          op: r.pick([...OPS, "any"] as const),
+          kind: "429",
+          retry_after: r.pick([0, 0.2, 1, 5, 120]),
+          retry_after_header: r.chance(0.5),
+          count: r.int(1, 4),
+        },
+      ],
+    }),
     (r) => ({ kind: "upstream 429 no hint", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "429", count: r.int(1, 4) }] }),
-    (r) => ({ kind: "upstream 5xx burst", fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["500", "502", "503"] as const), count: r.int(1, 5) }] }),
-    (r) => ({ kind: "upstream stall", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "stall", stall_ms: 2_000, count: r.int(1, 2) }] }),
+    (r) => ({
+      kind: "upstream 5xx burst",
+      fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["500", "502", "503"] as const), count: r.int(1, 5) }],
+    }),
+    (r) => ({
+      kind: "upstream stall",
+      fake: [{ op: r.pick([...OPS, "any"] as const), kind: "stall", stall_ms: 2_000, count: r.int(1, 2) }],
+    }),
     (r) => ({ kind: "upstream refused", fake: [{ op: r.pick([...OPS, "any"] as const), kind: "refuse", count: r.int(1, 3) }] }),
     (r) => ({ kind: "upstream malformed 200", fake: [{ op: r.pick(OPS), kind: r.pick(["malformed", "empty"] as const) }] }),
-    (r) => ({ kind: "upstream 401/403", fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["401", "403"] as const), count: r.int(1, 3) }] }),
+    (r) => ({
+      kind: "upstream 401/403",
+      fake: [{ op: r.pick([...OPS, "any"] as const), kind: r.pick(["401", "403"] as const), count: r.int(1, 3) }],
+    }),
     // 2. crash points
-    (r) => ({ kind: "mint answer lost", fake: [{ op: "mint", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const) }] }),
-    (r) => ({ kind: "mint answer lost + list down", fake: [{ op: "mint", kind: "lost_after_commit" }, { op: "list", kind: "503", count: r.int(3, 6) }] }),
-    (r) => ({ kind: "revoke answer lost", fake: [{ op: "revoke", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const), count: r.int(1, 2) }] }),
+    (r) => ({
+      kind: "mint answer lost",
+      fake: [{ op: "mint", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const) }],
+    }),
+    (r) => ({
+      kind: "mint answer lost + list down",
+      fake: [
+        { op: "mint", kind: "lost_after_commit" },
+        { op: "list", kind: "503", count: r.int(3, 6) },
+      ],
+    }),
+    (r) => ({
+      kind: "revoke answer lost",
+      fake: [
+        { op: "revoke", kind: r.pick(["lost_after_commit", "malformed_after_commit", "empty_after_commit"] as const), count: r.int(1, 2) },
+      ],
+    }),
     (r) => ({ kind: "revoke fails", fake: [{ op: "revoke", kind: r.pick(["500", "403", "refuse"] as const), count: r.int(1, 4) }] }),
     (r) => ({ kind: "d1 promote fails", d1: [{ op: "batch", match: "SET state = 'current'", after: r.chance(0.5) }] }),
     (r) => ({ kind: "d1 lease fails", d1: [{ op: "batch", match: "lease_expires_at = excluded.lease_expires_at", after: r.chance(0.5) }] }),
     (r) => ({ kind: "d1 mark-revoked fails", d1: [{ op: "batch", match: "SET state = 'revoked'", after: r.chance(0.5) }] }),
-    (r) => ({ kind: "d1 mark-abandoned fails", d1: [{ op: "batch", match: "SET state = 'abandoned'", after: r.chance(0.5) }], fake: [{ op: "mint", kind: "lost_after_commit" }] }),
+    (r) => ({
+      kind: "d1 mark-abandoned fails",
+      d1: [{ op: "batch", match: "SET state = 'abandoned'", after: r.chance(0.5) }],
+      fake: [{ op: "mint", kind: "lost_after_commit" }],
+    }),
     () => ({ kind: "d1 release fails", d1: [{ op: "run", match: "lease_holder = NULL" }] }),
     () => ({ kind: "d1 tick read fails", d1: [{ op: "all", match: "state IN ('pending', 'current', 'previous')" }] }),
     // 3. cache
     (r) => ({ kind: "kv put fails", kv: [{ op: "put", count: r.int(1, 3) }] }),
-    (r) => ({ kind: "kv put fails + revoke_previous", kv: [{ op: "put", count: r.int(1, 2) }, { op: "delete", count: 1 }] }),
+    (r) => ({
+      kind: "kv put fails + revoke_previous",
+      kv: [
+        { op: "put", count: r.int(1, 2) },
+        { op: "delete", count: 1 },
+      ],
+    }),
     (r) => ({ kind: "kv read fails", kv: [{ op: "get", count: r.int(1, 20) }] }),
     () => ({ kind: "kv list fails", kv: [{ op: "list" }] }),
     (r) => ({ kind: "kv check fails", kv: [{ op: "getWithMetadata", count: r.int(1, 3) }] }),
@@ -129,7 +177,10 @@ function catalogue(ctx: { p: () => Platform; webhook: (set: string, revokePrevio
     (r) => ({ kind: "d1 stall", hooks: [{ op: "d1:*", skip: r.int(0, 8), stallBeforeMs: r.int(5, 60) * 1000 }] }),
     (r) => ({ kind: "kv put applied, answer lost", hooks: [{ op: "kv:put", fail: "after", count: r.int(1, 2) }] }),
     (r) => ({ kind: "kv stall", hooks: [{ op: "kv:*", skip: r.int(0, 4), stallBeforeMs: r.int(5, 60) * 1000 }] }),
-    (r) => ({ kind: "baseten slow answer", hooks: [{ op: r.pick(["baseten:mint", "baseten:list", "baseten:revoke"] as const), stallAfterMs: r.int(5, 100) * 1000 }] }),
+    (r) => ({
+      kind: "baseten slow answer",
+      hooks: [{ op: r.pick(["baseten:mint", "baseten:list", "baseten:revoke"] as const), stallAfterMs: r.int(5, 100) * 1000 }],
+    }),
     (r) => ({
       kind: "slow promote (kv write held, reads meanwhile)",
       hooks: [
@@ -249,7 +300,8 @@ export function formatReport(r: SoakReport): string {
   );
 }
 
-const LIVE_SQL = "SELECT model_set, generation, state, name, prefix, created_at, refresh_at, expires_at, replaced_at FROM keys WHERE state IN ('pending', 'current', 'previous')";
+const LIVE_SQL =
+  "SELECT model_set, generation, state, name, prefix, created_at, refresh_at, expires_at, replaced_at FROM keys WHERE state IN ('pending', 'current', 'previous')";
 
 export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
   const started = Date.now();
@@ -341,8 +393,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       if (row?.state === "current" || row?.state === "previous") report.revocations++;
       if (emergency.has(prefix)) continue;
       const promised = served.get(prefix);
-      if (promised !== undefined && promised.expires > at) violation("promise", `${name} revoked at ${iso(at)} but a document served for it promised ${iso(promised.expires)} (${promised.how})`);
-      if (row?.replaced_at != null && set && row.replaced_at + OVERLAP_MS[set]! > at) violation("promise", `${name} revoked ${at - row.replaced_at} ms after it was replaced (overlap ${OVERLAP_MS[set]} ms)`);
+      if (promised !== undefined && promised.expires > at)
+        violation(
+          "promise",
+          `${name} revoked at ${iso(at)} but a document served for it promised ${iso(promised.expires)} (${promised.how})`,
+        );
+      if (row?.replaced_at != null && set && row.replaced_at + OVERLAP_MS[set]! > at)
+        violation("promise", `${name} revoked ${at - row.replaced_at} ms after it was replaced (overlap ${OVERLAP_MS[set]} ms)`);
       const nowRow = rowsByPrefix.get(prefix);
       if (nowRow?.state === "current") violation("promise", `${name} is current in D1 but was revoked at Baseten`);
     }
@@ -355,7 +412,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       const r = await realDB.prepare("SELECT state FROM keys WHERE name = ?1").bind(k.name).first<{ state: string }>();
       if (!r) violation("tracked", `${k.name} is live at Baseten and unknown to D1`);
       else if (!leftoverSince.has(k.prefix)) leftoverSince.set(k.prefix, tickIndex);
-      else if (tickIndex - leftoverSince.get(k.prefix)! > 6) violation("tracked", `${k.name} is ${r.state} in D1 but still live at Baseten ${tickIndex - leftoverSince.get(k.prefix)!} ticks later`);
+      else if (tickIndex - leftoverSince.get(k.prefix)! > 6)
+        violation(
+          "tracked",
+          `${k.name} is ${r.state} in D1 but still live at Baseten ${tickIndex - leftoverSince.get(k.prefix)!} ticks later`,
+        );
     }
     for (const pr of [...leftoverSince.keys()]) if (!next.has(pr)) leftoverSince.delete(pr);
 
@@ -366,7 +427,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       if (live.has(pr)) continue;
       const since = ghostSince.get(pr);
       if (since === undefined) ghostSince.set(pr, tickIndex);
-      else if (tickIndex - since === 12) violation("tracked", `D1 still lists ${rowsByPrefix.get(pr)?.model_set} gen ${rowsByPrefix.get(pr)?.generation} as previous 12 ticks after Baseten deleted it`);
+      else if (tickIndex - since === 12)
+        violation(
+          "tracked",
+          `D1 still lists ${rowsByPrefix.get(pr)?.model_set} gen ${rowsByPrefix.get(pr)?.generation} as previous 12 ticks after Baseten deleted it`,
+        );
     }
 
     // live-current, bounded
@@ -376,17 +441,23 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       if (current) hadKey.add(set);
       if (hadKey.has(set)) {
         if (!current) violation("live-current", `${set} has no current key in D1`);
-        else if (!live.has(current.prefix!)) violation("live-current", `${set}'s current key gen ${current.generation} is not live at Baseten`);
+        else if (!live.has(current.prefix!))
+          violation("live-current", `${set}'s current key gen ${current.generation} is not live at Baseten`);
       }
       const liveHere = fakeLive.filter((k) => setOfName(k.name!) === set).length;
-      const promised = setRows.filter((r) => r.state === "current" || (r.state === "previous" && Math.max(r.expires_at ?? 0, served.get(r.prefix ?? "")?.expires ?? 0) > now)).length;
+      const promised = setRows.filter(
+        (r) =>
+          r.state === "current" || (r.state === "previous" && Math.max(r.expires_at ?? 0, served.get(r.prefix ?? "")?.expires ?? 0) > now),
+      ).length;
       if (liveHere > promised + 1) violation("bounded", `${set} has ${liveHere} live keys for ${promised} unexpired promises`);
     }
 
     // lease: no Baseten request of this action left more than a lease after it began
     // (Coarse: runs of one action start within a few seconds of it, a queue batch after a tick
     // that may have been held up to 60 s; calls of triggers nested in a hold are not counted.)
-    for (const c of p.basetenCalls) if (!c.nested && c.sentAt > t0 + LEASE_MS + 60_000) violation("lease", `${c.op} issued ${Math.round((c.sentAt - t0) / 1000)} s after the action began`);
+    for (const c of p.basetenCalls)
+      if (!c.nested && c.sentAt > t0 + LEASE_MS + 60_000)
+        violation("lease", `${c.op} issued ${Math.round((c.sentAt - t0) / 1000)} s after the action began`);
     p.basetenCalls.length = 0;
     rowsByPrefixBefore = rowsByPrefix;
   }
@@ -400,10 +471,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     const now = clock.now();
     report.reads++;
     const res = await p.location(location).request("/v1/keys", { headers: { authorization: `Bearer ${p.tokens.everything}` } });
-    if (res.status !== 200) return violation("read", `${location}: GET /v1/keys answered ${res.status} ${(await res.text()).slice(0, 200)}`);
+    if (res.status !== 200)
+      return violation("read", `${location}: GET /v1/keys answered ${res.status} ${(await res.text()).slice(0, 200)}`);
     const docs = ((await res.json()) as { keys: KeyDoc[] }).keys;
     let freshLive: Set<string> | undefined;
-    for (const set of hadKey) if (!docs.some((d) => d.model_set === set)) violation("live-current", `${location}: ${set} had a key but the read served none`);
+    for (const set of hadKey)
+      if (!docs.some((d) => d.model_set === set)) violation("live-current", `${location}: ${set} had a key but the read served none`);
     for (const doc of docs) {
       report.documents++;
       const cur = rows.find((r) => r.model_set === doc.model_set && r.state === "current");
@@ -411,9 +484,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
       const prefix = prefixOf(doc.api_key);
       const refresh = Date.parse(doc.refresh_at);
       const expires = Date.parse(doc.expires_at);
-      if (expires > (served.get(prefix)?.expires ?? 0)) served.set(prefix, { expires, how: `served by ${location} at ${iso(now)}, refresh_at ${doc.refresh_at}` });
-      if (refresh <= now) violation("document", `${location}: ${doc.model_set} gen ${doc.generation} served refresh_at ${doc.refresh_at} at ${iso(now)}`);
-      if (expires < refresh + OVERLAP_MS[doc.model_set]!) violation("document", `${location}: ${doc.model_set} gen ${doc.generation} expires_at less than refresh_at + overlap`);
+      if (expires > (served.get(prefix)?.expires ?? 0))
+        served.set(prefix, { expires, how: `served by ${location} at ${iso(now)}, refresh_at ${doc.refresh_at}` });
+      if (refresh <= now)
+        violation("document", `${location}: ${doc.model_set} gen ${doc.generation} served refresh_at ${doc.refresh_at} at ${iso(now)}`);
+      if (expires < refresh + OVERLAP_MS[doc.model_set]!)
+        violation("document", `${location}: ${doc.model_set} gen ${doc.generation} expires_at less than refresh_at + overlap`);
       // (A read inside a hold sees keys minted since the last check: ask Baseten itself.)
       if (!live.has(prefix) && !(freshLive ??= await p.livePrefixes()).has(prefix)) {
         const e = emergency.get(prefix);
@@ -434,7 +510,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     await loadRows(); // it may run inside a hold of another run: what D1 holds now
     const before = rows.find((r) => r.model_set === set && r.state === "current");
     const e0 = clock.now();
-    const res = await p.webhook("east", { model_set: set, reason: `soak ${opts.seed} early rotation`, revoke_previous: revokePrevious }, { id: `soak-${opts.seed}-${path}-${++webhookSeq}` });
+    const res = await p.webhook(
+      "east",
+      { model_set: set, reason: `soak ${opts.seed} early rotation`, revoke_previous: revokePrevious },
+      { id: `soak-${opts.seed}-${path}-${++webhookSeq}` },
+    );
     if (res.status === 200) {
       report.rotations++;
       report.earlyRotations++;
@@ -442,10 +522,14 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     // revoke_previous applies once the replacement is promoted, even if the answer was lost:
     // every key of the set other than the new one may go at once.
     if (revokePrevious && before?.prefix) {
-      const after = await realDB.prepare("SELECT state FROM keys WHERE model_set = ?1 AND generation = ?2").bind(set, before.generation).first<{ state: string }>();
+      const after = await realDB
+        .prepare("SELECT state FROM keys WHERE model_set = ?1 AND generation = ?2")
+        .bind(set, before.generation)
+        .first<{ state: string }>();
       if (after?.state !== "current") {
         report.emergencyRevokes++;
-        for (const r of rows) if (r.model_set === set && r.prefix && (r.state === "current" || r.state === "previous")) emergency.set(r.prefix, e0);
+        for (const r of rows)
+          if (r.model_set === set && r.prefix && (r.state === "current" || r.state === "previous")) emergency.set(r.prefix, e0);
       }
     }
   }
@@ -454,7 +538,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
 
   function predictedWork(now: number): boolean {
     // One tick of look-ahead: an engine may rotate ahead of refresh_at (DESIGN §3).
-    return rows.some((r) => (r.state === "current" && (r.refresh_at ?? 0) <= now + tickMs) || (r.state === "previous" && (r.expires_at ?? 0) <= now) || r.state === "pending");
+    return rows.some(
+      (r) =>
+        (r.state === "current" && (r.refresh_at ?? 0) <= now + tickMs) ||
+        (r.state === "previous" && (r.expires_at ?? 0) <= now) ||
+        r.state === "pending",
+    );
   }
 
   async function inject(faultChance: number): Promise<Injection | null> {
@@ -602,15 +691,20 @@ export async function runSoak(opts: SoakOptions): Promise<SoakReport> {
     if (current.length !== 1) violation("converged", `${set} has ${current.length} current keys`);
     for (const { location, docs } of docsAt) {
       const d = docs.find((x) => x.model_set === set);
-      if (current[0] && d?.generation !== current[0].generation) violation("converged", `${location} serves ${set} gen ${d?.generation} while D1's current is gen ${current[0].generation}`);
+      if (current[0] && d?.generation !== current[0].generation)
+        violation("converged", `${location} serves ${set} gen ${d?.generation} while D1's current is gen ${current[0].generation}`);
     }
     const pend = rows.filter((r) => r.model_set === set && r.state === "pending");
     if (pend.length > 0) violation("converged", `${set} still has ${pend.length} pending rows`);
-    const expected = rows.filter((r) => r.model_set === set && (r.state === "current" || (r.state === "previous" && (r.expires_at ?? 0) > now))).map((r) => r.prefix!);
+    const expected = rows
+      .filter((r) => r.model_set === set && (r.state === "current" || (r.state === "previous" && (r.expires_at ?? 0) > now)))
+      .map((r) => r.prefix!);
     const liveHere = [...live].filter(([, name]) => setOfName(name) === set).map(([pr]) => pr);
-    if (liveHere.length !== expected.length || !expected.every((pr) => liveHere.includes(pr))) violation("converged", `${set} live keys ${liveHere.length} != D1's current + unexpired previous ${expected.length}`);
+    if (liveHere.length !== expected.length || !expected.every((pr) => liveHere.includes(pr)))
+      violation("converged", `${set} live keys ${liveHere.length} != D1's current + unexpired previous ${expected.length}`);
     const overdue = rows.filter((r) => r.model_set === set && r.state === "previous" && (r.expires_at ?? 0) <= now - tickMs - STALE_MS);
-    if (overdue.length > 0) violation("converged", `${set} gen ${overdue.map((r) => r.generation).join(", ")} still previous after its promise ended`);
+    if (overdue.length > 0)
+      violation("converged", `${set} gen ${overdue.map((r) => r.generation).join(", ")} still previous after its promise ended`);
   }
   p.dispose();
   report.wallMs = Date.now() - started;

@@ -37,7 +37,11 @@ export interface SignOptions {
 }
 
 /** Request init for POST /v1/webhooks/rotate, signed as a Standard Webhooks sender would. */
-export async function signedWebhook(w: World, body: unknown, o: SignOptions = {}): Promise<RequestInit & { headers: Record<string, string> }> {
+export async function signedWebhook(
+  w: World,
+  body: unknown,
+  o: SignOptions = {},
+): Promise<RequestInit & { headers: Record<string, string> }> {
   const raw = typeof body === "string" ? body : JSON.stringify(body);
   const id = o.id ?? `msg_${crypto.randomUUID()}`;
   const ts = o.ts ?? Math.floor(w.clock.now() / 1000);

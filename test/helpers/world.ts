@@ -49,7 +49,22 @@ export const DEFAULT_SETS = {
 
 /** Deletes every row and cache entry so each world starts empty. */
 export async function wipeStorage(): Promise<void> {
-  await env.DB.batch(["keys", "sets", "audit", "webhook_receipts", "event_deliveries", "meta", "managed_consumers", "consumer_seen", "audit_counts", "overdue_notices", "undecryptable_keys", "secrets_state"].map((t) => env.DB.prepare(`DELETE FROM ${t}`)));
+  await env.DB.batch(
+    [
+      "keys",
+      "sets",
+      "audit",
+      "webhook_receipts",
+      "event_deliveries",
+      "meta",
+      "managed_consumers",
+      "consumer_seen",
+      "audit_counts",
+      "overdue_notices",
+      "undecryptable_keys",
+      "secrets_state",
+    ].map((t) => env.DB.prepare(`DELETE FROM ${t}`)),
+  );
   const listed = await env.KEYS.list();
   await Promise.all(listed.keys.map((k) => env.KEYS.delete(k.name)));
   forgetInMemory(env.KEYS);

@@ -72,13 +72,16 @@ function startStub() {
       }
       state.rotatorCalls.push({ method: req.method, url: req.url, auth: req.headers.authorization });
       if (state.down) return send(503, { error: "internal", message: "down for the smoke test" });
-      if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, { error: "unauthorized", message: "bad token" }, { "www-authenticate": "Bearer" });
+      if (req.headers.authorization !== `Bearer ${TOKEN}`)
+        return send(401, { error: "unauthorized", message: "bad token" }, { "www-authenticate": "Bearer" });
       if (req.url !== "/v1/keys/chat") return send(404, { error: "unknown_model_set", message: "no such model set" });
       if (!state.doc) return send(503, { error: "no_key_yet", message: "no key yet" }, { "retry-after": "30" });
       return send(200, state.doc, { "cache-control": "no-store" });
     });
   });
-  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({ server, state, url: `http://127.0.0.1:${server.address().port}` })));
+  return new Promise((resolve) =>
+    server.listen(0, "127.0.0.1", () => resolve({ server, state, url: `http://127.0.0.1:${server.address().port}` })),
+  );
 }
 
 async function main() {
@@ -112,7 +115,13 @@ async function main() {
     assert.notEqual(doc2.api_key, doc1.api_key);
 
     // fetchWithKey over real HTTP, with a ReadableStream body (buffered for a possible retry).
-    const stream = () => new ReadableStream({ start(c) { c.enqueue(new TextEncoder().encode('{"prompt":"hi"}')); c.close(); } });
+    const stream = () =>
+      new ReadableStream({
+        start(c) {
+          c.enqueue(new TextEncoder().encode('{"prompt":"hi"}'));
+          c.close();
+        },
+      });
     let res = await keys.fetchWithKey(`${url}/predict`, { method: "POST", body: stream(), duplex: "half" });
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), { ok: true, echo: '{"prompt":"hi"}' });
@@ -122,11 +131,14 @@ async function main() {
     skew += 2_000; // the held key was fetched more than 1 s ago
     res = await keys.fetchWithKey(`${url}/predict`, { method: "POST", body: stream(), duplex: "half" });
     assert.equal(res.status, 200, "recovered from a revoked key");
-    assert.deepEqual(state.predictCalls.map((c) => [c.key, c.body]), [
-      [doc2.api_key, '{"prompt":"hi"}'],
-      [doc2.api_key, '{"prompt":"hi"}'],
-      [state.doc.api_key, '{"prompt":"hi"}'],
-    ]);
+    assert.deepEqual(
+      state.predictCalls.map((c) => [c.key, c.body]),
+      [
+        [doc2.api_key, '{"prompt":"hi"}'],
+        [doc2.api_key, '{"prompt":"hi"}'],
+        [state.doc.api_key, '{"prompt":"hi"}'],
+      ],
+    );
     const doc3 = await keys.getKey();
     assert.equal(doc3.generation, 3);
 
@@ -135,12 +147,18 @@ async function main() {
     skew = Date.parse(doc3.refresh_at) - Date.now();
     assert.equal((await keys.getKey()).generation, 3, "held key served through the outage");
     skew = Date.parse(doc3.expires_at) - Date.now();
-    await assert.rejects(keys.getKey(), (e) => e instanceof KeyClientError && e.code === "unavailable" && !e.message.includes(doc3.api_key));
+    await assert.rejects(
+      keys.getKey(),
+      (e) => e instanceof KeyClientError && e.code === "unavailable" && !e.message.includes(doc3.api_key),
+    );
     state.down = false;
 
     // A wrong token is not an outage.
     const bad = createKeyClient({ url, token: "wrong-token-value", modelSet: "chat" });
-    await assert.rejects(bad.getKey(), (e) => e instanceof KeyClientError && e.code === "unauthorized" && !e.message.includes("wrong-token-value"));
+    await assert.rejects(
+      bad.getKey(),
+      (e) => e instanceof KeyClientError && e.code === "unauthorized" && !e.message.includes("wrong-token-value"),
+    );
 
     console.log(
       `smoke OK: node ${process.version}, ${tarball ? `tarball ${path.basename(tarball)}` : "resolved package"}; ` +
