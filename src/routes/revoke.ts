@@ -16,7 +16,7 @@ import { redactSecrets } from "../log.ts";
 import { redactReason } from "../reason.ts";
 import { createEngine, runSet } from "../rotation.ts";
 import { authenticateOperator } from "./admin-auth.ts";
-import { readBody, requireJson } from "./rotate.ts";
+import { parseJsonObject, readBody, requireJson } from "./rotate.ts";
 
 const FIELDS = new Set(["generations", "all_previous", "reason"]);
 const MAX_GENERATIONS = 100;
@@ -32,15 +32,7 @@ export interface RevokeRequest {
 const invalid = (message: string): never => fail(400, "invalid_body", message);
 
 export function parseRevokeBody(bytes: Uint8Array): RevokeRequest {
-  let value: unknown;
-  try {
-    value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
-  } catch {
-    invalid('the body must be a JSON object: {"generations": [..]} or {"all_previous": true}');
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value))
-    invalid('the body must be a JSON object: {"generations": [..]} or {"all_previous": true}');
-  const body = value as Record<string, unknown>;
+  const body = parseJsonObject(bytes, 'the body must be a JSON object: {"generations": [..]} or {"all_previous": true}');
   const unknown = Object.keys(body).filter((k) => !FIELDS.has(k));
   if (unknown.length > 0)
     invalid(

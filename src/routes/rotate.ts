@@ -62,16 +62,21 @@ export interface RotateRequest {
 
 const invalid = (message: string): never => fail(400, "invalid_body", message);
 
-/** `{"model_set", "reason"?, "revoke_previous"?}`; unknown fields are refused, not ignored. */
-export function parseRotateBody(bytes: Uint8Array): RotateRequest {
+/** The body as a JSON object (strict UTF-8), or 400 `invalid_body` with `message`. Shared with the admin revoke route. */
+export function parseJsonObject(bytes: Uint8Array, message: string): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
   } catch {
-    invalid("the body must be a JSON object");
+    invalid(message);
   }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) invalid("the body must be a JSON object");
-  const body = value as Record<string, unknown>;
+  if (typeof value !== "object" || value === null || Array.isArray(value)) invalid(message);
+  return value as Record<string, unknown>;
+}
+
+/** `{"model_set", "reason"?, "revoke_previous"?}`; unknown fields are refused, not ignored. */
+export function parseRotateBody(bytes: Uint8Array): RotateRequest {
+  const body = parseJsonObject(bytes, "the body must be a JSON object");
   const unknown = Object.keys(body).filter((k) => !FIELDS.has(k));
   if (unknown.length > 0)
     invalid(

@@ -8,20 +8,9 @@
  */
 export type FakeOp = "mint" | "list" | "revoke" | "predict";
 export type FakeKeyType = "PERSONAL" | "WORKSPACE_MANAGE_ALL" | "WORKSPACE_EXPORT_METRICS" | "WORKSPACE_INVOKE";
-export type FaultKind =
-  | "429"
-  | "500"
-  | "502"
-  | "503"
-  | "401"
-  | "403"
-  | "stall"
-  | "refuse"
-  | "malformed"
-  | "empty"
-  | "lost_after_commit"
-  | "malformed_after_commit"
-  | "empty_after_commit";
+// The fault kinds are the fake's own (a type-only import: nothing of Node reaches workerd).
+export type { FaultKind } from "../../dev/fake-baseten.ts";
+import type { FaultKind } from "../../dev/fake-baseten.ts";
 
 export interface Fault {
   op: FakeOp | "any";
