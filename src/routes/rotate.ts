@@ -62,8 +62,11 @@ export interface RotateRequest {
 
 const invalid = (message: string): never => fail(400, "invalid_body", message);
 
-/** The body as a JSON object (strict UTF-8), or 400 `invalid_body` with `message`. Shared with the admin revoke route. */
-export function parseJsonObject(bytes: Uint8Array, message: string): Record<string, unknown> {
+/**
+ * The body as a JSON object (strict UTF-8) with no field outside `fields` (unknown fields are
+ * refused, not ignored), or 400 `invalid_body`. Shared with the admin revoke route.
+ */
+export function parseJsonObject(bytes: Uint8Array, message: string, fields: ReadonlySet<string>): Record<string, unknown> {
   let value: unknown;
   try {
     value = JSON.parse(new TextDecoder("utf-8", { fatal: true, ignoreBOM: false }).decode(bytes));
@@ -71,20 +74,18 @@ export function parseJsonObject(bytes: Uint8Array, message: string): Record<stri
     invalid(message);
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) invalid(message);
-  return value as Record<string, unknown>;
+  const body = value as Record<string, unknown>;
+  const unknown = Object.keys(body).filter((k) => !fields.has(k));
+  if (unknown.length > 0) {
+    const named = unknown.slice(0, 5).map((k) => JSON.stringify(k.slice(0, 40)));
+    invalid(`unknown field(s): ${named.join(", ")}; allowed: ${[...fields].join(", ")}`);
+  }
+  return body;
 }
 
 /** `{"model_set", "reason"?, "revoke_previous"?}`; unknown fields are refused, not ignored. */
 export function parseRotateBody(bytes: Uint8Array): RotateRequest {
-  const body = parseJsonObject(bytes, "the body must be a JSON object");
-  const unknown = Object.keys(body).filter((k) => !FIELDS.has(k));
-  if (unknown.length > 0)
-    invalid(
-      `unknown field(s): ${unknown
-        .slice(0, 5)
-        .map((k) => JSON.stringify(k.slice(0, 40)))
-        .join(", ")}; allowed: model_set, reason, revoke_previous`,
-    );
+  const body = parseJsonObject(bytes, "the body must be a JSON object", FIELDS);
   if (body.model_set !== undefined && typeof body.model_set !== "string") invalid("model_set must be a string");
   if (body.reason !== undefined && body.reason !== null && typeof body.reason !== "string") invalid("reason must be a string");
   if (typeof body.reason === "string" && body.reason.length > MAX_REASON_LENGTH)
