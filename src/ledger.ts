@@ -180,8 +180,8 @@ export interface Promotion {
   createdAt: number;
   refreshAt: number;
   expiresAt: number;
-  /** The replaced current key, and the least expiry it keeps (now + overlap); its recorded promise is never lowered. */
-  replaced: { generation: number; expiresAtLeast: number } | null;
+  /** The replaced current key: it keeps its recorded promise (expires_at is not touched). */
+  replaced: { generation: number } | null;
   /** The leak response: every other non-revoked key of the set gets revoke_at = createdAt. */
   revokeOthers: boolean;
   trigger: string;
@@ -208,11 +208,11 @@ export async function promote(
   const statements = [
     db
       .prepare(
-        `UPDATE keys SET state = 'previous', replaced_at = ?4, expires_at = MAX(COALESCE(expires_at, 0), ?5)
+        `UPDATE keys SET state = 'previous', replaced_at = ?4
          WHERE model_set = ?1 AND state = 'current' AND generation = ?6 AND ${stillPending} AND ${guard}
          RETURNING ${ROW_COLUMNS}`,
       )
-      .bind(...common, p.replaced?.expiresAtLeast ?? 0, p.replaced?.generation ?? -1, null, null, null, ...receipt),
+      .bind(...common, null, p.replaced?.generation ?? -1, null, null, null, ...receipt),
     db
       .prepare(
         `UPDATE keys SET state = 'current', prefix = ?5, ciphertext = ?6, created_at = ?4, refresh_at = ?7, expires_at = ?8

@@ -207,18 +207,20 @@ describe("plan: which steps a set gets", () => {
     expect(step).toMatchObject({ kind: "reject", code: "rate_limited", retryAfterS: 5.5 * 60 });
   });
 
-  it("the replaced key keeps its recorded promise and at least overlap from now", () => {
+  it("the replaced key keeps its recorded promise: the step names it and adds nothing", () => {
     const current = currentDueIn(5 * MIN);
     const mint = plan(snap([current]), CFG, T, now).find((s) => s.kind === "mint")!;
-    expect(mint).toMatchObject({ replaced: { generation: 5, keepMs: HOUR }, previousRefreshAt: null, why: "on_demand" });
+    expect(mint).toMatchObject({ replaced: { generation: 5 }, previousRefreshAt: null, why: "on_demand" });
+    expect(mint.kind === "mint" && Object.keys(mint.replaced!)).toEqual(["generation"]);
     const scheduled = plan(snap([currentDueIn(RUN_AHEAD_MS)]), CFG, T, due).find((s) => s.kind === "mint")!;
     expect(scheduled).toMatchObject({ why: "schedule", previousRefreshAt: T + RUN_AHEAD_MS });
   });
 
-  it("a lowered overlap in the config never lowers what the replaced key keeps", () => {
+  it("a lowered overlap in the config changes nothing the replaced key keeps: the step carries no expiry of its own", () => {
     const current = currentDueIn(RUN_AHEAD_MS, { overlap_ms: 2 * HOUR });
     const mint = plan(snap([current]), { ...CFG, overlapMs: 2 * MIN }, T, due).find((s) => s.kind === "mint")!;
-    expect(mint).toMatchObject({ replaced: { keepMs: 2 * HOUR } });
+    expect(mint).toMatchObject({ replaced: { generation: 5 }, overlapMs: 2 * MIN });
+    expect(mint.kind === "mint" && Object.keys(mint.replaced!)).toEqual(["generation"]);
   });
 });
 

@@ -210,15 +210,17 @@ describe("config changes", () => {
     expect(gen2AsMinted!.expires_at! - gen2AsMinted!.refresh_at!).toBe(2 * MIN);
   });
 
-  it("overlap raised between runs: the replaced key gets at least the new overlap from its replacement", async () => {
+  it("overlap raised between runs: the replaced key keeps the promise it was served with, the new key gets the new overlap", async () => {
     const w = await makeWorld(oneSet({ rotate_every: "24h", overlap: "2m" }));
     await w.tick();
     const first = await servedLive(w);
     const next = reconfigured(w, { MODEL_SETS: JSON.stringify({ demo: { model_ids: ["abcd1234"], rotate_every: "24h", overlap: "3h" } }) });
     w.clock.set(Date.parse(first.refresh_at) - RUN_AHEAD_MS);
     await next.tick();
-    const gen1 = (await rows("demo")).find((r) => r.generation === 1)!;
-    expect(gen1.state).toBe("previous");
-    expect(gen1.expires_at).toBeGreaterThanOrEqual(w.clock.now() + 3 * HOUR);
+    const [gen1, gen2] = await rows("demo");
+    expect(gen1!.state).toBe("previous");
+    expect(gen1!.expires_at, "recorded promise kept: not shortened, not moved").toBe(Date.parse(first.expires_at));
+    expect(gen2!.state).toBe("current");
+    expect(gen2!.expires_at).toBe(gen2!.refresh_at! + 3 * HOUR);
   });
 });

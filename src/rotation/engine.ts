@@ -410,7 +410,7 @@ class Run {
               minted: mintedTimes,
               replaced: step.replaced && {
                 generation: step.replaced.generation,
-                expires_at: step.revokeOthers ? createdAt : Math.max(this.current?.expires_at ?? 0, createdAt + step.replaced.keepMs),
+                expires_at: step.revokeOthers ? createdAt : (this.current?.expires_at ?? createdAt),
               },
               revokePending: step.revokeOthers ? others : [],
             }),
@@ -429,7 +429,7 @@ class Run {
             createdAt,
             refreshAt,
             expiresAt,
-            replaced: step.replaced && { generation: step.replaced.generation, expiresAtLeast: createdAt + step.replaced.keepMs },
+            replaced: step.replaced && { generation: step.replaced.generation },
             revokeOthers: step.revokeOthers,
             trigger: this.opts.trigger,
             reason: this.opts.reason ?? null,

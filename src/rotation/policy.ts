@@ -12,8 +12,8 @@
  *   retire    a set removed from MODEL_SETS: current -> previous, its recorded promise kept
  *   mark      an explicit revocation (admin revoke) is recorded (revoke_at) before Baseten is asked
  *   mint      a new key is due: none yet, `refresh_at - runAhead` reached, model_ids changed, or
- *             on demand; then promote in one D1 batch (the replaced key keeps its recorded promise,
- *             and at least `overlap` from now)
+ *             on demand; then promote in one D1 batch (the replaced key keeps its recorded promise:
+ *             nothing a document did not carry is added, see `mint` below)
  *   extend    the set is (nearly) overdue and gets no new key (mint failed, set disabled): its
  *             promise is extended in D1 *before* any cache can serve the extension
  *   cache     KV gets D1's current key (after a mint, an extension, or when KV is behind D1), or
@@ -85,8 +85,8 @@ export type Step =
       why: "first" | "schedule" | "scope" | "on_demand";
       modelIds: string[];
       overlapMs: number;
-      /** The current key being replaced, and how long it stays live at least after its replacement (overlap). */
-      replaced: { generation: number; keepMs: number } | null;
+      /** The current key being replaced: it keeps its recorded promise (expires_at), no more, no less. */
+      replaced: { generation: number } | null;
       /** The anchor of the new key's refresh_at (a scheduled rotation keeps the cadence). */
       previousRefreshAt: number | null;
       /** The leak response: revoke every key of the set other than the new one. */
@@ -244,7 +244,13 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
       why,
       modelIds: [...cfg.modelIds],
       overlapMs: cfg.overlapMs,
-      replaced: current ? { generation: current.generation, keepMs: Math.max(cfg.overlapMs, current.overlap_ms) } : null,
+      // The replaced key keeps exactly the promise D1 recorded for it, which every document served
+      // for it carried. Not "at least overlap from now": for a rotation later than its run-ahead
+      // window (the cron skipped ticks, as when fired by hand) that would move the revocation past
+      // the first tick after the served expires_at (issue #9). Where a late rotation follows
+      // failing ticks, those ticks already recorded `overdueExtension` (>= next attempt + overlap),
+      // so the replaced key has at least overlap after its replacement anyway.
+      replaced: current ? { generation: current.generation } : null,
       previousRefreshAt: why === "schedule" ? current!.refresh_at : null,
       revokeOthers: opts.revokePrevious === true,
     });
