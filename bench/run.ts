@@ -14,7 +14,7 @@
  * stops by itself. Options: --rounds N (3), --seconds S (10), --sets N (1000), --connections C (32),
  * --only read|rotation|queue (one part, no results file), --only drill (bench/drill.ts: the leak drill), --only scale (bench/scale.ts: 2,000 sets from
  * rotator.config.json, dry-run deployed and rotated through the queue; --latency ms, default 200), --compare <bundle.js> (a second rotator
- * build under the same read load, e.g. the previous one). Method and limits: README, "Performance".
+ * build under the same read load and rotating the same sets, e.g. the previous one). Method and limits: README, "Performance".
  */
 /// <reference types="node" />
 import { cpus, loadavg, totalmem } from "node:os";
@@ -103,11 +103,13 @@ async function fakeCounts(key: string): Promise<Record<string, number>> {
   return ((await res.json()) as { counts: Record<string, number> }).counts;
 }
 
-function bundleModules(main: "index.js" | "counting-worker.js") {
-  const rotator = { path: path.join(BUNDLE_DIR, "index.js"), contents: readFileSync(path.join(BUNDLE_DIR, "index.js"), "utf8") };
+/** The worker's modules; `bundle` (--compare) swaps in another build, beside ours under compare/. */
+function bundleModules(main: "index.js" | "counting-worker.js", bundle: string | null = null) {
+  const dir = bundle ? path.join(BUNDLE_DIR, "compare") : BUNDLE_DIR;
+  const rotator = { path: path.join(dir, "index.js"), contents: readFileSync(bundle ?? path.join(BUNDLE_DIR, "index.js"), "utf8") };
   if (main === "index.js") return [rotator];
   const wrapper = {
-    path: path.join(BUNDLE_DIR, "counting-worker.js"),
+    path: path.join(dir, "counting-worker.js"),
     contents: readFileSync(path.join(ROOT, "bench", "counting-worker.js"), "utf8"),
   };
   return [wrapper, rotator];
@@ -332,10 +334,10 @@ function perSet(c: Cost, tick: Cost): Cost {
   return out;
 }
 
-async function rotator(sets: number, inlineBudget: number, latencyMs: number) {
+async function rotator(sets: number, inlineBudget: number, latencyMs: number, bundle: string | null = null) {
   const tenant = await fakeTenant(latencyMs);
   const w = await launch({
-    modules: bundleModules("counting-worker.js"),
+    modules: bundleModules("counting-worker.js", bundle),
     storage: true,
     queues: true,
     vars: {
@@ -450,6 +452,38 @@ async function rotationQueue() {
   return result;
 }
 
+/**
+ * --compare: the other build rotating the same N sets, inline (one tick) and through the queue
+ * (until its last KV write), right after ours in the same run: wall times only.
+ */
+async function rotationCompare(bundle: string): Promise<{ inlineMs: number; queueMs: number; inlineCallMs: number }> {
+  const inline = await rotator(SETS, 10_000, LATENCY_MS, bundle);
+  say(`rotation, --compare ${bundle}: ${SETS} sets inline`);
+  await counters(inline.w, true);
+  const t0 = performance.now();
+  await scheduled(inline.w);
+  const inlineMs = performance.now() - t0;
+  const c = await counters(inline.w);
+  const inlineCallMs = c.fetch.ms / Math.max(1, c.fetch.total);
+  if ((await countCurrent(inline.w)) !== SETS) throw new Error("--compare: the inline tick left sets without a key");
+  await stop(inline.w);
+  say(`  ${(inlineMs / 1000).toFixed(2)} s (a Baseten call took ${inlineCallMs.toFixed(1)} ms on average)`);
+  const queued = await rotator(SETS, 0, LATENCY_MS, bundle);
+  await counters(queued.w, true);
+  const q0 = Date.now();
+  await scheduled(queued.w);
+  let q = await counters(queued.w);
+  while (q.kv.put < SETS) {
+    if (Date.now() - q0 > 300_000) throw new Error(`--compare queue path: only ${q.kv.put} of ${SETS} sets rotated after 300 s`);
+    await sleep(250);
+    q = await counters(queued.w);
+  }
+  const queueMs = q.kv.lastPutAt - q0;
+  await stop(queued.w);
+  say(`  ${(queueMs / 1000).toFixed(2)} s through the queue`);
+  return { inlineMs, queueMs, inlineCallMs };
+}
+
 /** The read path's storage traffic, counted: D1 must stay untouched while KV has the key. */
 async function readCost() {
   const token = `bench_${randomB64(24).replace(/[^A-Za-z0-9]/g, "")}`;
@@ -496,6 +530,7 @@ type Results = {
   reads: Awaited<ReturnType<typeof readCost>>;
   inline: Awaited<ReturnType<typeof rotationInline>>;
   queued: Awaited<ReturnType<typeof rotationQueue>>;
+  rotationCompared: Awaited<ReturnType<typeof rotationCompare>> | null;
   load: { start: number[]; end: number[] };
   seconds: number;
 };
@@ -578,6 +613,26 @@ function report(r: Results): { markdown: string; missed: string[] } {
       "≥ 0.8 of ideal",
       mark(queueRatio >= 0.8),
     ],
+    ...(r.rotationCompared
+      ? [
+          [
+            `rotation: ${SETS} sets inline, --compare ${COMPARE}`,
+            `${f2(r.rotationCompared.inlineMs / 1000)} s`,
+            `ideal ${f2(idealMs / 1000)} s`,
+            f2(idealMs / r.rotationCompared.inlineMs),
+            "",
+            "",
+          ],
+          [
+            `rotation: ${SETS} sets through the queue, --compare ${COMPARE}`,
+            `${f2(r.rotationCompared.queueMs / 1000)} s`,
+            `ideal ${f2(idealMs / 1000)} s`,
+            f2(idealMs / r.rotationCompared.queueMs),
+            "",
+            "",
+          ],
+        ]
+      : []),
     [
       "cost per rotated set: Baseten calls",
       `${f3(per(first, "basetenCalls"))}`,
@@ -716,8 +771,9 @@ async function main() {
   const reads = ONLY === "rotation" ? null : await readCost();
   const inline = ONLY === "read" || ONLY === "queue" ? null : await rotationInline();
   const queued = ONLY === "read" ? null : await rotationQueue();
+  const rotationCompared = COMPARE && ONLY !== "read" ? await rotationCompare(COMPARE) : null;
   if (!read || !reads || !inline || !queued) {
-    console.log(JSON.stringify({ bundle, read, reads, inline, queued }, null, 2));
+    console.log(JSON.stringify({ bundle, read, reads, inline, queued, rotationCompared }, null, 2));
     return;
   }
   const { markdown, missed } = report({
@@ -726,6 +782,7 @@ async function main() {
     reads,
     inline,
     queued,
+    rotationCompared,
     load: { start, end: loadavg() },
     seconds: (Date.now() - t0) / 1000,
   });

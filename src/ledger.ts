@@ -119,9 +119,12 @@ export async function acquire(
          WHERE sets.lease_holder IS NULL OR sets.lease_expires_at <= ?4`,
       )
       .bind(set, holder, now + leaseMs, now),
+    // The set's highest generation rides along (one statement less per run: bench, D1 statements).
     db
       .prepare(
-        "SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at, verify_failed_at FROM sets WHERE model_set = ?1",
+        `SELECT model_set, lease_holder, lease_expires_at, cached_generation, cached_at, verify_failed_at,
+           (SELECT COALESCE(MAX(generation), 0) FROM keys WHERE model_set = ?1) AS max_generation
+         FROM sets WHERE model_set = ?1`,
       )
       .bind(set),
     pending
@@ -130,7 +133,6 @@ export async function acquire(
     db
       .prepare(`SELECT ${ROW_COLUMNS} FROM keys WHERE model_set = ?1 AND state IN ('pending', 'current', 'previous') ORDER BY generation`)
       .bind(set),
-    db.prepare("SELECT COALESCE(MAX(generation), 0) AS g FROM keys WHERE model_set = ?1").bind(set),
   ];
   if (onDemand) {
     statements.push(
@@ -142,7 +144,8 @@ export async function acquire(
     );
   }
   const results = await db.batch(statements);
-  const lease = results[1]!.results[0] as (SetRow & { lease_holder: string | null; lease_expires_at: number }) | undefined;
+  const lease = results[1]!.results[0] as
+    (SetRow & { lease_holder: string | null; lease_expires_at: number; max_generation: number }) | undefined;
   if (!lease || lease.lease_holder !== holder) return { leased: false, leaseExpiresAt: lease?.lease_expires_at ?? now };
   const own = results[2]!.results[0] ? decode<KeyRow>(results[2]!.results[0]) : null;
   const rows = decodeAll<KeyRow>(results[3]!.results).filter((r) => r.generation !== own?.generation);
@@ -159,8 +162,9 @@ export async function acquire(
         cached_at: lease.cached_at,
         verify_failed_at: lease.verify_failed_at ?? null,
       },
-      maxGeneration: Math.max(0, (results[4]!.results[0] as { g: number }).g - (own ? 1 : 0)),
-      onDemandMints: onDemand ? (results[5]!.results as { at: number }[]).map((r) => r.at) : [],
+      // Read before this batch's INSERT of the pending row (statement order), so it excludes it.
+      maxGeneration: lease.max_generation,
+      onDemandMints: onDemand ? (results[4]!.results as { at: number }[]).map((r) => r.at) : [],
     },
   };
 }
