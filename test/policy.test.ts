@@ -307,6 +307,17 @@ describe("how far ahead and how long", () => {
     expect(kinds(plan(snap([currentDueIn(-10 * MIN)]), CFG, T, due))).toEqual(["mint", "extend", "cache"]);
   });
 
+  it("a set whose run-ahead is capped at half its period never records the last-chance extension before a mint: the replaced key keeps the promise it was served with", () => {
+    const short: ModelSetConfig = { ...CFG, rotateEveryMs: 150_000, overlapMs: 120_000 };
+    const current = currentDueIn(25_000, { overlap_ms: 120_000, expires_at: T + 25_000 + 120_000 });
+    // The outside client's third cron: 2 minutes after the last, 25 s before refresh_at.
+    const steps = plan(snap([current]), short, T, { mint: "due", tickMs: 2 * MIN });
+    expect(kinds(steps)).toEqual(["mint", "extend", "cache"]);
+    expect(steps.find((s) => s.kind === "extend")).toMatchObject({ onlyIfMintFailed: true });
+    // The same timing for a day-long set (run-ahead not capped) is its last chance: extension first.
+    expect(kinds(plan(snap([currentDueIn(25_000)]), CFG, T, { mint: "due", tickMs: 2 * MIN }))).toEqual(["extend", "mint", "cache"]);
+  });
+
   it("refresh_at stays anchored to the schedule on a scheduled rotation, restarts on demand or far behind", () => {
     const R = T + RUN_AHEAD_MS;
     expect(refreshAtFor(CFG, T, R)).toBe(R + 24 * HOUR);

@@ -39,4 +39,30 @@ describe("scenario: a late rotation (the cron fired by hand after refresh_at)", 
     expect(p.revokedAt.get(prefix1)!).toBeGreaterThanOrEqual(E);
     expect(describeViolations(await brokenPromises(p))).toEqual([]);
   });
+
+  it("and on: the cron at expires_at + 5 s also rotates ahead (25 s before refresh_at); that key too is deleted by the first cron after the expires_at it was served with", async () => {
+    const p = await makePlatform({ seed: "late-rotation-2", sets: SETS, consumers: { "fast-svc": ["fast"] } });
+    const docs = async () => Promise.all((await p.readEverywhere("fast")).map((r) => r.json() as Promise<Doc>));
+    await p.tick();
+    const first = (await docs())[0]!;
+    p.clock.set(Date.parse(first.refresh_at) + 5_000);
+    await p.tick();
+    p.clock.advance(70_000);
+    const second = await docs();
+    expect(second.map((d) => d.generation)).toEqual([2, 2, 2]);
+    const E2 = Math.max(...second.map((d) => Date.parse(d.expires_at)));
+    // Cron 3, two minutes after cron 2: revokes gen 1 and, 25 s before gen 2's refresh_at, mints gen 3.
+    p.clock.set(Date.parse(first.expires_at) + 5_000);
+    await p.tick();
+    for (let i = 0; i < 8; i++) {
+      p.clock.advance(15_000);
+      await p.readEverywhere("fast");
+    }
+    expect(Math.max(...p.served.filter((d) => d.generation === 2).map((d) => d.expires_at)), "gen 2 was only ever served with E2").toBe(E2);
+    const prefix2 = (await p.rows("fast")).find((r) => r.generation === 2)!.prefix!;
+    p.clock.set(Math.max(p.clock.now(), E2 + 5_000));
+    await p.tick();
+    expect(await p.livePrefixes(), "gen 2 deleted by the first cron after E2").not.toContain(prefix2);
+    expect(describeViolations(await brokenPromises(p))).toEqual([]);
+  });
 });

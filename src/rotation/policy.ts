@@ -234,7 +234,14 @@ export function plan(snap: Snapshot, cfg: SetConfig | undefined, now: number, op
   const extension = cfg && current && scheduleDue ? overdueExtension(current, cfg, now, opts.tickMs) : null;
   const validUntil = cfg && current ? documentsValidUntil(current, cfg) : 0;
   const nextTickIn = (opts.tickMs ?? TICK_MS) > MAX_TICK_GAP_MS ? TICK_MS : tickGap(opts.tickMs ?? TICK_MS);
-  const lastChance = why !== null && extension !== null && now < validUntil && validUntil <= now + nextTickIn + RUN_ALLOWANCE_MS;
+  // Not for a set whose run-ahead is capped at half its period (rotate_every under about 2 x (a
+  // tick + 25 s)): every scheduled rotation of it runs that close to refresh_at, so the
+  // extension would be recorded on every one, even when nothing fails, and would keep each
+  // replaced key minutes past the expires_at it was served with (the outside client's check,
+  // issue #9). There, a run that dies mid-mint leaves the overdue documents with the recorded
+  // promise until the next tick extends it (README, "How far ahead").
+  const capped = cfg !== undefined && runAheadMs(cfg, opts.tickMs) < tickGap(opts.tickMs ?? TICK_MS) - TICK_MS + RUN_AHEAD_MS;
+  const lastChance = why !== null && !capped && extension !== null && now < validUntil && validUntil <= now + nextTickIn + RUN_ALLOWANCE_MS;
   if (current && extension !== null && lastChance)
     steps.push({ kind: "extend", generation: current.generation, expiresAt: extension, onlyIfMintFailed: false });
 
