@@ -236,11 +236,14 @@ async function readPath() {
   // Per round, the rotator's throughput over the floor's in the same round: less sensitive to
   // whatever else the machine was doing than a ratio of medians.
   const pairedRatio = median(runs.rotator!.map((r, i) => r.rps / runs.floor![i]!.rps));
+  // And against the compared build, round by round (the two are the same kind of worker).
+  const comparedRatio = compare ? median(runs.rotator!.map((r, i) => r.rps / runs.compare![i]!.rps)) : null;
   const result = {
     rotator: summary(runs.rotator!),
     floor: summary(runs.floor!),
     compare: compare ? summary(runs.compare!) : null,
     pairedRatio,
+    comparedRatio,
     rssMiB: { rotator: peakRssMiB(rotator.w.pid), floor: peakRssMiB(floor.pid) },
     bodyBytes,
   };
@@ -569,6 +572,7 @@ function report(r: Results): { markdown: string; missed: string[] } {
             "",
             "",
           ],
+          ["read path: rotator ÷ --compare, same round (median)", "", "", f2(r.read.comparedRatio ?? 0), "", ""],
         ]
       : []),
     ["read path: p50 latency", `${r.read.rotator.p50} ms`, `floor ${r.read.floor.p50} ms`, "", "", ""],
