@@ -32,6 +32,9 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
+const passThrough = (names: string[]) =>
+  Object.fromEntries(names.flatMap((n) => (process.env[n] !== undefined ? [[n, process.env[n]!]] : [])));
+
 /** `npx <tarball> ...args` in the empty directory, with only the given environment. */
 function npx(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -43,6 +46,22 @@ function npx(args: string[], env: Record<string, string> = {}): Promise<{ code: 
         encoding: "utf8",
         timeout: 120_000,
         env: {
+          // What reaching the npm registry needs on this machine, as an operator's shell has it: a
+          // cold npx cache installs the tarball's dependencies, and behind a TLS-inspecting proxy
+          // the Node 22 on PATH (node_modules/.bin) trusts its CA only through NODE_EXTRA_CA_CERTS
+          // (without it: SELF_SIGNED_CERT_IN_CHAIN, retried until the test's timeout).
+          ...passThrough([
+            "NODE_EXTRA_CA_CERTS",
+            "SSL_CERT_FILE",
+            "SSL_CERT_DIR",
+            "HTTPS_PROXY",
+            "HTTP_PROXY",
+            "NO_PROXY",
+            "https_proxy",
+            "http_proxy",
+            "no_proxy",
+            "npm_config_registry",
+          ]),
           PATH: process.env.PATH ?? "",
           HOME: process.env.HOME ?? "/tmp",
           npm_config_cache: process.env.npm_config_cache ?? path.join(process.env.HOME ?? "/tmp", ".npm"),
