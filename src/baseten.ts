@@ -8,7 +8,7 @@
  * Errors carry Baseten's status and error text, never a key.
  */
 import { redactUpstreamText } from "./log.ts";
-import { DeadlineError, type DeadlineWatch, withDeadline } from "./rotation/deadline.ts";
+import { DeadlineError, withDeadline } from "./rotation/deadline.ts";
 
 export interface ListedKey {
   prefix: string;
@@ -50,8 +50,6 @@ export interface BasetenOptions {
   sleep?: (ms: number) => Promise<void>;
   random?: () => number;
   now?: () => number;
-  /** The engine's deadline watch: the wait for a call slot is bounded without a timer of its own. */
-  deadlines?: DeadlineWatch;
   /** Called once per HTTP attempt (benchmarks count subrequests with it). */
   onAttempt?: (op: string) => void;
 }
@@ -67,17 +65,14 @@ const defaultSleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 class Semaphore {
   private active = 0;
   private waiting: (() => void)[] = [];
-  constructor(
-    private readonly limit: number,
-    private readonly watch?: DeadlineWatch,
-  ) {}
+  constructor(private readonly limit: number) {}
   async run<T>(fn: () => Promise<T>, deadline = Infinity, clock: () => number = Date.now): Promise<T> {
     if (this.active >= this.limit) {
       let handoff!: () => void;
       const slot = new Promise<void>((resolve) => (handoff = resolve));
       this.waiting.push(handoff);
       try {
-        await withDeadline(slot, deadline, clock, "waiting for a Baseten call slot", this.watch);
+        await withDeadline(slot, deadline, clock, "waiting for a Baseten call slot");
       } catch (err) {
         const i = this.waiting.indexOf(handoff);
         if (i >= 0) this.waiting.splice(i, 1);
@@ -129,7 +124,7 @@ export class BasetenClient {
   private readonly now: () => number;
 
   constructor(private readonly opts: BasetenOptions) {
-    this.gate = new Semaphore(opts.concurrency, opts.deadlines);
+    this.gate = new Semaphore(opts.concurrency);
     // Workers throw "Illegal invocation" on an unbound global fetch.
     this.doFetch = opts.fetch ?? ((input, init) => fetch(input, init));
     this.sleep = opts.sleep ?? defaultSleep;

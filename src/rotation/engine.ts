@@ -32,7 +32,7 @@ import type { KeyRow, Snapshot } from "../ledger.ts";
 import { errorText, log } from "../log.ts";
 import { isRefusal, refusedManagementKeyFailure, watchManagementKey } from "../management-key.ts";
 import { verifyKey } from "../verify.ts";
-import { DeadlineError, DeadlineWatch, withDeadline } from "./deadline.ts";
+import { DeadlineError, withDeadline } from "./deadline.ts";
 import { LEASE_MS, type PlanOptions, RUN_BUDGET_MS, type SetConfig, type Step, plan, refreshAtFor } from "./policy.ts";
 
 export type Trigger = "cron" | "queue" | "webhook" | "admin";
@@ -43,8 +43,6 @@ export interface Engine {
   baseten: BasetenClient;
   config: Config;
   clock: () => number;
-  /** Every deadline of this invocation's runs, on one timer (src/rotation/deadline.ts). */
-  deadlines: DeadlineWatch;
 }
 
 /** `client` overrides the Baseten client's transport and timing (tests, benchmarks). */
@@ -54,7 +52,6 @@ export function createEngine(
   clock: () => number = Date.now,
   client: Pick<BasetenOptions, "fetch" | "sleep" | "random" | "onAttempt"> = {},
 ): Engine {
-  const deadlines = new DeadlineWatch(clock);
   const baseten = new BasetenClient({
     apiBase: config.apiBase,
     teamId: config.teamId,
@@ -63,12 +60,11 @@ export function createEngine(
     maxAttempts: config.maxAttempts,
     concurrency: config.concurrency,
     now: clock,
-    deadlines,
     ...client,
     // Records whether Baseten accepted the management key (status `management_key`): after `...client`, wrapping its fetch.
     fetch: watchManagementKey(bindings.DB, clock, client.fetch),
   });
-  return { db: bindings.DB, kv: bindings.KEYS, baseten, config, clock, deadlines };
+  return { db: bindings.DB, kv: bindings.KEYS, baseten, config, clock };
 }
 
 export interface RunOptions {
@@ -146,7 +142,6 @@ export async function runSet(engine: Engine, set: string, opts: RunOptions): Pro
       startedAt + RUN_BUDGET_MS,
       clock,
       "acquire",
-      engine.deadlines,
     );
     if (!acquired.leased) {
       return {
@@ -269,7 +264,7 @@ class Run {
 
   /** Starts `work` only if the deadline has not passed, and stops waiting for it when it does. */
   private bound<T>(work: () => Promise<T>, what: string, until = this.deadline): Promise<T> {
-    return withDeadline(work, until, this.engine.clock, what, this.engine.deadlines);
+    return withDeadline(work, until, this.engine.clock, what);
   }
 
   reject(step: Extract<Step, { kind: "reject" }>) {
